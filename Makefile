@@ -1,0 +1,30 @@
+# medvision: two commands a newcomer needs. Each creates .venv if it is missing.
+#   make train   run the default experiment (3D U-Net on the embedded MNI152 tissue data, CPU)
+#   make test    run the test suite
+# GPU users: set TORCH_SPEC to the torch build for their CUDA, e.g.
+#   make train TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.medvision-installed
+
+.PHONY: train test venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/medvision-train $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Hydra config tree of medvision (shipped as package data ``medvision.conf``)."""

@@ -1,0 +1,1 @@
+"""Reference numbers a run is read against: trivial baselines and (later) published results."""

@@ -1,0 +1,94 @@
+"""``medvision-eval ckpt_path=...``: test a checkpoint on the test split of the run that made it.
+
+Data, model and seed come from the config stored inside the checkpoint (so the split and the
+preprocessing are the run's own); trainer, loggers and paths come from ``conf/eval.yaml``.
+Dotted command-line overrides of ``data.*``/``model.*`` (e.g. ``data.root=/new/place``) apply
+on top of the stored config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from medvision.utils.errors import MedvisionError, report_user_errors
+
+#: callbacks that only make sense while training
+_TRAINING_ONLY = ("ModelCheckpoint", "EarlyStopping", "LearningRateMonitor")
+
+
+def _cli_overrides() -> list[str]:
+    """The dotted ``data.*``/``model.*`` overrides given on the command line (none outside the CLI)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    task = HydraConfig.get().overrides.task
+    return [o for o in task if o.split("=", 1)[0].lstrip("+~").startswith(("data.", "model."))]
+
+
+def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
+    """The run config to evaluate: the checkpoint's data/model/seed with ``cfg``'s trainer, loggers, paths.
+
+    Args:
+        cfg: the composed ``eval`` config (``ckpt_path`` set).
+        overrides: dotted ``data.*``/``model.*`` overrides to apply to the stored config.
+    """
+    from medvision.utils.config import config_from_checkpoint
+
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise MedvisionError("medvision-eval needs a checkpoint", fix="medvision-eval ckpt_path=<run dir>/checkpoints/best.ckpt")
+    saved = config_from_checkpoint(cfg.ckpt_path)
+    callbacks = {k: v for k, v in (saved.get("callbacks") or {}).items()
+                 if not (isinstance(v, DictConfig) and str(v.get("_target_", "")).endswith(_TRAINING_ONLY))}
+    merged = OmegaConf.create({"data": saved.data, "model": saved.model, "seed": saved.seed, "callbacks": callbacks})
+    if overrides:
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    out = OmegaConf.merge(cfg, merged)
+    with open_dict(out):
+        out.ckpt_path = str(Path(cfg.ckpt_path).resolve())
+    return out
+
+
+def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+    """Test ``cfg.ckpt_path`` and return its test metrics (also written to ``metrics.json``).
+
+    Args:
+        cfg: the composed ``eval`` config.
+        overrides: dotted ``data.*``/``model.*`` overrides (default: those of the command line).
+    """
+    from medvision.train import _numbers, build, finish, log_hyperparameters
+    from medvision.utils.config import resolved_container
+    from medvision.utils.seeding import seed_everything
+
+    run_cfg = eval_config(cfg, _cli_overrides() if overrides is None else overrides)
+    output_dir = Path(run_cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config = resolved_container(run_cfg)
+    seed_everything(run_cfg.seed)
+    datamodule, model, trainer, loggers = build(run_cfg, config)
+    log_hyperparameters(loggers, config)
+    trainer.test(model, datamodule=datamodule, ckpt_path=run_cfg.ckpt_path, weights_only=True)
+    metrics = _numbers(trainer.callback_metrics)
+    if trainer.is_global_zero:
+        finish(loggers, metrics, output_dir, title="eval metrics")
+    return metrics
+
+
+@report_user_errors
+def _task(cfg: DictConfig) -> Any:
+    return evaluate(cfg)
+
+
+def main() -> None:
+    """Console entry point ``medvision-eval``."""
+    from medvision.utils.config import config_dir
+
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")(_task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Metric collections per problem (MONAI / torchmetrics), named by the dataset's labels."""

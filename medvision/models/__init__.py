@@ -1,0 +1,16 @@
+"""LightningModules: one per problem (segment, classify, generate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SegmenterModule"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing medvision.models must not import Lightning/MONAI (fast CLI start-up).
+    if name == "SegmenterModule":
+        from medvision.models.segmenter import SegmenterModule
+
+        return SegmenterModule
+    raise AttributeError(name)

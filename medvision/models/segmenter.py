@@ -1,0 +1,127 @@
+"""``SegmenterModule``: trains on patches, evaluates whole volumes with a sliding window.
+
+It knows the segmentation problem and nothing about file formats. The network is any
+``nn.Module`` factory taking ``in_channels`` and ``out_channels`` (MONAI's nets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from medvision.metrics.segmentation import SegmentationMetrics
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    """Drop MONAI's MetaTensor wrapper (its metadata is not needed inside the network)."""
+    return x.as_tensor() if hasattr(x, "as_tensor") else x
+
+
+def _spacing(image: torch.Tensor) -> list[float] | None:
+    """Voxel size (mm) of the first image of a MetaTensor batch, for HD95 in mm."""
+    pixdim = getattr(image, "pixdim", None)
+    if pixdim is None:
+        return None
+    first = pixdim[0] if isinstance(pixdim, (list, tuple)) else pixdim
+    return [float(v) for v in torch.as_tensor(first).flatten().tolist()]
+
+
+class SegmenterModule(pl.LightningModule):
+    """Semantic segmentation of 2D/3D images.
+
+    Args:
+        net: factory of the network, called as ``net(in_channels=..., out_channels=...)``.
+        loss: loss taking ``(logits, label)`` with an integer label map (e.g. ``DiceCELoss``
+            with ``to_onehot_y=True, softmax=True``).
+        optimizer: partial optimizer, called with ``params``.
+        scheduler: partial LR scheduler called with ``optimizer`` (or ``None``).
+        label_names: name of each label value, background first (from the data).
+        in_channels: image channels (from the data).
+        inferer: sliding-window settings: ``roi_size``, ``sw_batch_size``, ``overlap``, ``mode``.
+        val_hd95: also compute HD95 during validation (always computed at test).
+        scheduler_interval: ``epoch`` or ``step``.
+    """
+
+    def __init__(
+        self,
+        net: Callable[..., nn.Module],
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None,
+        label_names: Sequence[str],
+        in_channels: int = 1,
+        inferer: dict[str, Any] | None = None,
+        val_hd95: bool = False,
+        scheduler_interval: str = "epoch",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler"])
+        self.label_names = list(label_names)
+        self.net = net(in_channels=in_channels, out_channels=len(self.label_names))
+        self.loss_fn = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.inferer = dict(inferer or {})
+        self.val_metrics = SegmentationMetrics(self.label_names, hd95=val_hd95)
+        self.test_metrics = SegmentationMetrics(self.label_names, hd95=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a patch or image batch."""
+        return self.net(x)
+
+    def infer(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits of whole images by sliding-window inference (settings from ``inferer``)."""
+        return sliding_window_inference(
+            _plain(image),
+            roi_size=self.inferer.get("roi_size"),
+            sw_batch_size=self.inferer.get("sw_batch_size", 4),
+            predictor=self.net,
+            overlap=self.inferer.get("overlap", 0.25),
+            mode=self.inferer.get("mode", "gaussian"),
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        image, label = _plain(batch["image"]), _plain(batch["label"])
+        loss = self.loss_fn(self(image), label)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0])
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], metrics: SegmentationMetrics, prefix: str) -> None:
+        image, label = batch["image"], _plain(batch["label"])
+        logits = self.infer(image)
+        self.log(f"{prefix}/loss", self.loss_fn(logits, label), batch_size=image.shape[0], sync_dist=True)
+        metrics.update(logits, label, spacing=_spacing(image))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def _log_epoch(self, metrics: SegmentationMetrics, prefix: str) -> None:
+        values = metrics.compute(prefix)  # gathers across ranks: called on every rank
+        metrics.reset()
+        self.log(f"{prefix}/dice_mean", values.pop(f"{prefix}/dice_mean"), prog_bar=True)
+        self.log_dict(values)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch(self.test_metrics, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval, "monitor": "val/dice_mean"},
+        }

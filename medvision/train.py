@@ -1,0 +1,128 @@
+"""``medvision-train``: the one road a run takes. ``run(cfg)`` wires data, model, trainer,
+callbacks and loggers, trains, tests the best checkpoint, and returns the metrics.
+
+Every caller (the CLI, sweeps, notebooks, tests) goes through :func:`run`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from medvision.utils.errors import MedvisionError, report_user_errors
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, Any, Any, list[Any]]:
+    """Instantiate the DataModule, the LightningModule, the loggers and the Trainer from ``cfg``.
+
+    Label names, class count and input channels come from the data, not the model config.
+
+    Returns:
+        ``(datamodule, model, trainer, loggers)``.
+    """
+    from hydra.utils import instantiate
+
+    from medvision.callbacks.run_config import RunConfigInCheckpoint
+    from medvision.utils.instantiate import instantiate_group
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    model = instantiate(cfg.model, label_names=datamodule.label_names, in_channels=datamodule.in_channels)
+    callbacks = instantiate_group(cfg.get("callbacks")) + [RunConfigInCheckpoint(config_for_checkpoint)]
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer, loggers
+
+
+def log_hyperparameters(loggers: list[Any], config: dict[str, Any]) -> None:
+    """Send the resolved config to every logger (W&B config, TensorBoard hparams, CSV hparams.yaml)."""
+    for logger in loggers:
+        logger.log_hyperparams(config)
+
+
+def finish(loggers: list[Any], metrics: dict[str, float], output_dir: Path, title: str) -> None:
+    """Write ``metrics.json`` atomically, print the metrics table, close the loggers."""
+    from medvision.utils.io import atomic_write_json
+    from medvision.utils.printing import print_metrics_table
+
+    atomic_write_json(output_dir / "metrics.json", {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()})
+    print_metrics_table(metrics, title=title)
+    for logger in loggers:
+        logger.finalize("success")
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()  # one W&B run per job, also inside an in-process multirun
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train (``cfg.train``) and test (``cfg.test``) the experiment described by ``cfg``.
+
+    Args:
+        cfg: the composed config (``conf/train.yaml`` and its groups).
+
+    Returns:
+        The final metrics (``val/...`` of the last validation, ``test/...`` of the best
+        checkpoint), also written to ``<output_dir>/metrics.json``.
+    """
+    from medvision.utils.config import resolved_container
+    from medvision.utils.io import atomic_write_text
+    from medvision.utils.printing import print_config_tree
+    from medvision.utils.seeding import seed_everything
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("print_config", True):
+        print_config_tree(cfg)
+    config = resolved_container(cfg)
+    atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))
+
+    seed_everything(cfg.seed)
+    datamodule, model, trainer, loggers = build(cfg, config)
+    log_hyperparameters(loggers, config)
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(_numbers(trainer.callback_metrics))
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best and cfg.get("train", True) and not trainer.fast_dev_run:
+            raise MedvisionError("training saved no best checkpoint to test", fix="keep callbacks.model_checkpoint on")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update(_numbers(trainer.callback_metrics))
+    if trainer.is_global_zero:
+        finish(loggers, metrics, output_dir, title=f"{cfg.get('task_name', 'train')} metrics")
+    return metrics
+
+
+@report_user_errors
+def _task(cfg: DictConfig) -> float | None:
+    metrics = run(cfg)
+    objective = cfg.get("optimized_metric")
+    return metrics.get(objective) if objective else None
+
+
+def main() -> None:
+    """Console entry point ``medvision-train`` (Hydra CLI: overrides, ``-m`` sweeps, ``--help``)."""
+    from medvision.utils.config import config_dir
+
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Small shared helpers: errors, config composition, seeding, instantiation, printing, IO."""

@@ -1,0 +1,105 @@
+"""Where the config tree lives, composing it outside the CLI, and configs saved in checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+#: key under which a run's resolved config is stored inside each of its checkpoints
+CHECKPOINT_CONFIG_KEY = "medvision_config"
+
+
+def config_dir() -> Path:
+    """The folder holding ``train.yaml``.
+
+    In an installed wheel the tree ships as package data (``medvision/conf``); in a source
+    checkout (editable install) it is ``conf/`` at the repository root.
+    """
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"medvision's config tree (train.yaml) was not found beside {here}")
+
+
+def compose(
+    overrides: list[str] | None = None,
+    config_name: str = "train",
+    output_dir: str | Path | None = None,
+) -> DictConfig:
+    """Compose the config tree as the CLI would, for tests, notebooks and scripts.
+
+    Args:
+        overrides: Hydra override strings, e.g. ``["experiment=synthetic_seg3d", "seed=1"]``.
+        config_name: ``train``, ``eval`` (or another primary config).
+        output_dir: the run's output folder (the CLI's Hydra run dir); created if missing.
+
+    Returns:
+        The composed config with Hydra's own node removed; ``HydraConfig`` is set so that
+        ``${hydra:...}`` interpolations resolve.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(overrides or [])
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        overrides.append(f"hydra.run.dir={Path(output_dir).resolve()}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    hydra_cfg = cfg.hydra
+    OmegaConf.set_readonly(hydra_cfg, False)
+    hydra_cfg.runtime.output_dir = str(Path(hydra_cfg.run.dir).resolve())
+    HydraConfig.instance().set_config(cfg)
+    with_hydra = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(with_hydra, dict)
+    with_hydra.pop("hydra")
+    out = OmegaConf.create(with_hydra)
+    OmegaConf.set_struct(out, True)
+    return out
+
+
+def resolved_container(cfg: DictConfig) -> dict[str, Any]:
+    """The config with every interpolation resolved, as plain Python containers."""
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(data, dict)
+    return data
+
+
+def config_from_checkpoint(ckpt_path: str | Path) -> DictConfig:
+    """Read the resolved run config stored in a medvision checkpoint (``weights_only`` load).
+
+    Args:
+        ckpt_path: a ``.ckpt`` file written by :func:`medvision.train.run`.
+
+    Raises:
+        MedvisionError: the file is missing, unreadable, or not a medvision checkpoint.
+    """
+    import torch
+
+    from medvision.utils.errors import MedvisionError
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise MedvisionError(
+            f"checkpoint not found: {path}",
+            fix="pass ckpt_path=<run dir>/checkpoints/best.ckpt (or last.ckpt) of a finished run",
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise MedvisionError(
+            f"checkpoint {path} could not be read ({type(err).__name__}: {str(err).splitlines()[0]})",
+            fix="the file is corrupt or not a PyTorch checkpoint; use a .ckpt written by medvision-train",
+        ) from err
+    if not isinstance(checkpoint, dict) or CHECKPOINT_CONFIG_KEY not in checkpoint:
+        raise MedvisionError(
+            f"{path} is not a medvision checkpoint (it holds no '{CHECKPOINT_CONFIG_KEY}')",
+            fix="use a .ckpt written by medvision-train",
+        )
+    return OmegaConf.create(checkpoint[CHECKPOINT_CONFIG_KEY])
