@@ -1,0 +1,213 @@
+"""``VolumeDataModule``: records -> split -> MONAI transforms -> cache -> DataLoaders.
+
+It knows files, splits and transforms, and nothing about networks. Transforms arrive as two
+lists of MONAI dict transforms (instantiated from config): ``load`` (deterministic
+preprocessing, cached) and ``augment`` (random, training only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from monai.transforms import Compose
+
+from medvision.data.records import DatasetInfo, Record, read_csv, read_msd
+from medvision.data.sources import DatasetSource, prepare
+from medvision.data.splits import SPLITS, group_split
+from medvision.utils.errors import MedvisionError
+
+CacheMode = Literal["none", "memory", "disk"]
+
+
+def _steps(spec: Mapping[str, Callable | None] | Sequence[Callable | None] | None) -> list[Callable]:
+    """Transforms of a config step mapping (or list), in order, without switched-off (None) steps."""
+    if spec is None:
+        return []
+    steps = spec.values() if isinstance(spec, Mapping) else spec
+    return [t for t in steps if t is not None]
+
+
+class VolumeDataModule(pl.LightningDataModule):
+    """A LightningDataModule of 2D/3D images and label maps from an MSD folder or a CSV manifest.
+
+    Args:
+        root: MSD folder (``dataset.json`` + imagesTr/labelsTr). Written by ``source`` if missing.
+        manifest: CSV manifest (``image,label[,subject,id]``); used instead of ``root`` when set.
+        source: a dataset source that writes ``root`` on first use (embedded datasets).
+        label_names: label names for a CSV manifest (MSD folders name their labels).
+        spatial_dims: 2 or 3.
+        transforms: ``{"load": ..., "augment": ...}``, each an ordered mapping name -> MONAI dict
+            transform (``None`` entries are dropped) or a list of transforms. Other keys are
+            settings the transform configs interpolate (``pixdim``, ...).
+        val_fraction: fraction of subjects for validation (holdout).
+        test_fraction: fraction of subjects for testing.
+        num_folds: k for k-fold cross-validation (``None``: holdout).
+        fold: validation fold when ``num_folds`` is set.
+        split_seed: seed of the subject shuffle (kept apart from the run's ``seed`` so that
+            changing the training seed does not change the test set).
+        batch_size: training batch size (volumes; patch samplers multiply it).
+        val_batch_size: batch size of validation and test (whole volumes).
+        num_workers: DataLoader worker processes.
+        cache: ``none``, ``memory`` (``CacheDataset``) or ``disk`` (``PersistentDataset``).
+        cache_dir: folder of the disk cache.
+        pin_memory: pin host memory (useful on GPU).
+        patch_size: training patch size; the transforms and the model's sliding window refer
+            to it in config (``${data.patch_size}``).
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        manifest: str | None = None,
+        source: DatasetSource | None = None,
+        label_names: Sequence[str] | None = None,
+        spatial_dims: int = 3,
+        transforms: Mapping[str, Any] | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        num_folds: int | None = None,
+        fold: int = 0,
+        split_seed: int = 0,
+        batch_size: int = 2,
+        val_batch_size: int = 1,
+        num_workers: int = 0,
+        cache: CacheMode = "memory",
+        cache_dir: str | None = None,
+        pin_memory: bool = False,
+        patch_size: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if root is None and manifest is None:
+            raise MedvisionError("the data config sets neither data.root nor data.manifest",
+                                 fix="set data.root=<folder holding dataset.json> or data.manifest=<file.csv>")
+        if cache not in ("none", "memory", "disk"):
+            raise MedvisionError(f"data.cache={cache!r} is not one of none|memory|disk", fix="data.cache=memory")
+        self.root = root
+        self.manifest = manifest
+        self.source = source
+        self.label_names_override = list(label_names) if label_names else None
+        self.spatial_dims = spatial_dims
+        transforms = transforms or {}
+        self.load_transforms = _steps(transforms.get("load"))
+        self.augment_transforms = _steps(transforms.get("augment"))
+        self.split_args = dict(val_fraction=val_fraction, test_fraction=test_fraction, num_folds=num_folds, fold=fold, seed=split_seed)
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = num_workers
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.pin_memory = pin_memory
+        self.patch_size = list(patch_size) if patch_size else None
+        self._info: DatasetInfo | None = None
+        self._splits: dict[str, list[Record]] | None = None
+        self.datasets: dict[str, Dataset] = {}
+
+    # ----------------------------------------------------------------- records and splits
+    def prepare_data(self) -> None:
+        """Write an embedded dataset on first use (atomic; safe to call from every rank)."""
+        if self.source is not None and self.manifest is None:
+            prepare(self.source, self.root)
+
+    @property
+    def info(self) -> DatasetInfo:
+        """Records, label names and channels, read from the manifest on first access."""
+        if self._info is None:
+            self.prepare_data()
+            if self.manifest is not None:
+                self._info = read_csv(self.manifest, self.label_names_override)
+            else:
+                self._info = read_msd(self.root)  # type: ignore[arg-type]
+        return self._info
+
+    @property
+    def label_names(self) -> list[str]:
+        """Name of each label value (index = value), background first."""
+        return self.info.label_names
+
+    @property
+    def num_classes(self) -> int:
+        """Number of label values, background included."""
+        return self.info.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        """Number of image channels."""
+        return self.info.in_channels
+
+    @property
+    def splits(self) -> dict[str, list[Record]]:
+        """Records of each split (``train``, ``val``, ``test``), grouped by subject."""
+        if self._splits is None:
+            records = self.info.records
+            idx = group_split([r["subject"] for r in records], **self.split_args)
+            self._splits = {s: [records[i] for i in idx[s]] for s in SPLITS}
+        return self._splits
+
+    # ----------------------------------------------------------------- datasets
+    def _dataset(self, records: list[Record], transform: Compose) -> Dataset:
+        if self.cache == "memory":
+            return CacheDataset(records, transform, progress=False, copy_cache=True)
+        if self.cache == "disk":
+            from monai.data.utils import json_hashing
+
+            cache_dir = Path(self.cache_dir or Path(self.root or ".") / ".cache")
+            return PersistentDataset(records, transform, cache_dir=cache_dir, hash_transform=json_hashing)
+        return Dataset(records, transform)
+
+    def eval_transform(self) -> Compose:
+        """The deterministic preprocessing used for validation, test and prediction."""
+        return Compose(self.load_transforms)
+
+    def train_transform(self) -> Compose:
+        """Preprocessing followed by the random augmentation."""
+        return Compose(self.load_transforms + self.augment_transforms)
+
+    def deterministic_dataset(self, split: str) -> Dataset:
+        """Records of ``split`` with the evaluation transform (no augmentation, no cache)."""
+        return Dataset(self.splits[split], self.eval_transform())
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs."""
+        if stage in (None, "fit") and "train" not in self.datasets:
+            self.datasets["train"] = self._dataset(self.splits["train"], self.train_transform())
+        if stage in (None, "fit", "validate") and "val" not in self.datasets:
+            self._require("val")
+            self.datasets["val"] = self._dataset(self.splits["val"], self.eval_transform())
+        if stage in (None, "test") and "test" not in self.datasets:
+            self._require("test")
+            self.datasets["test"] = self._dataset(self.splits["test"], self.eval_transform())
+
+    def _require(self, split: str) -> None:
+        if not self.splits[split]:
+            n = len({r["subject"] for r in self.info.records})
+            raise MedvisionError(
+                f"the {split} split is empty ({n} subjects in {self.info.source})",
+                fix=f"raise data.{split}_fraction or add cases",
+            )
+
+    # ----------------------------------------------------------------- loaders
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches (patches, when the augmentation samples them)."""
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Whole validation volumes."""
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Whole test volumes."""
+        return self._loader("test", self.val_batch_size, shuffle=False)
