@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError, report_user_errors
 
@@ -47,9 +47,11 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
     merged = OmegaConf.create({"data": saved.data, "model": saved.model, "seed": saved.seed, "callbacks": callbacks})
     if overrides:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
-    out = OmegaConf.merge(cfg, merged)
-    with open_dict(out):
-        out.ckpt_path = str(Path(cfg.ckpt_path).resolve())
+    base = cfg.copy()
+    OmegaConf.set_struct(base, False)
+    out = OmegaConf.merge(base, merged)
+    out.ckpt_path = str(Path(cfg.ckpt_path).resolve())
+    OmegaConf.set_struct(out, True)
     return out
 
 
