@@ -35,3 +35,19 @@ class IntensityBaseline(pl.Callback):
             metrics.update(logits, torch.as_tensor(np.asarray(sample["label"]))[None])
         values = metrics.compute("test")
         pl_module.log_dict({k.replace("test/dice", "test/lut_dice"): v for k, v in values.items()})
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        found = trainer.callback_metrics
+        table = Table(title="test Dice: network vs intensity look-up table (fit on the training split)")
+        for column in ("class", "network", "intensity LUT"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for name in [*trainer.datamodule.label_names[1:], "mean"]:
+            net, lut = found.get(f"test/dice_{name}"), found.get(f"test/lut_dice_{name}")
+            if net is not None and lut is not None:
+                table.add_row(name, f"{float(net):.4f}", f"{float(lut):.4f}")
+        Console().print(table)
