@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,12 @@ from omegaconf import DictConfig, OmegaConf
 
 #: key under which a run's resolved config is stored inside each of its checkpoints
 CHECKPOINT_CONFIG_KEY = "medvision_config"
+
+# ${medvision.home:} = $MEDVISION_HOME or the launch folder. A resolver rather than
+# ${oc.env:MEDVISION_HOME,${hydra:runtime.cwd}}: oc.env resolves its default eagerly, and Hydra
+# resolves the sweep dir of `-m` before hydra.runtime exists.
+if not OmegaConf.has_resolver("medvision.home"):
+    OmegaConf.register_new_resolver("medvision.home", lambda: os.environ.get("MEDVISION_HOME") or os.getcwd())
 
 
 def config_dir() -> Path:
@@ -94,7 +101,7 @@ def config_from_checkpoint(ckpt_path: str | Path) -> DictConfig:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file for the user
         raise MedvisionError(
-            f"checkpoint {path} could not be read ({type(err).__name__}: {str(err).splitlines()[0]})",
+            f"checkpoint {path} could not be read ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})",
             fix="the file is corrupt or not a PyTorch checkpoint; use a .ckpt written by medvision-train",
         ) from err
     if not isinstance(checkpoint, dict) or CHECKPOINT_CONFIG_KEY not in checkpoint:

@@ -47,8 +47,10 @@ def report_user_errors(fn: F) -> F:
             if show_tracebacks():
                 raise
             from rich.console import Console
+            from rich.markup import escape
 
-            Console(stderr=True).print(f"[bold red]medvision error:[/] {err}", highlight=False, markup=True)
+            # soft_wrap: a long path stays on one line (copyable) even through a pipe
+            Console(stderr=True, soft_wrap=True).print(f"[bold red]medvision error:[/] {escape(str(err))}", highlight=False)
             sys.exit(USER_ERROR_EXIT_CODE)
 
     return wrapper  # type: ignore[return-value]

@@ -6,7 +6,7 @@ skull-stripped with CSF removed (it is ~0 outside GM/WM), so no CSF class can be
 it soundly and none is made.
 
 The 2 mm volume (99 x 117 x 95) is cut into eight anatomical blocks: left/right hemisphere x
-anterior/posterior x superior/inferior. The template is exactly left-right symmetric
+anterior/posterior x superior/inferior. The template is left-right symmetric to ~1e-16
 ("sym"), so a left block is the mirror image of its right partner: each pair shares one
 ``subject`` id, and the grouped split keeps a block and its mirror in the same split. Train,
 val and test therefore hold different anatomy. This is a one-subject demo, not an accuracy
