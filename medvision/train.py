@@ -29,7 +29,8 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
 def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, Any, Any, list[Any]]:
     """Instantiate the DataModule, the LightningModule, the loggers and the Trainer from ``cfg``.
 
-    Label names, class count and input channels come from the data, not the model config.
+    What the model must know of the data (label names, class count, input channels, ...) comes
+    from ``datamodule.model_kwargs()``, not from the model config.
 
     Returns:
         ``(datamodule, model, trainer, loggers)``.
@@ -41,7 +42,7 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
-    model = instantiate(cfg.model, label_names=datamodule.label_names, in_channels=datamodule.in_channels)
+    model = instantiate(cfg.model, **datamodule.model_kwargs())
     callbacks = instantiate_group(cfg.get("callbacks")) + [RunConfigInCheckpoint(config_for_checkpoint)]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

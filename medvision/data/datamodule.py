@@ -138,6 +138,10 @@ class VolumeDataModule(pl.LightningDataModule):
         """Number of image channels."""
         return self.info.in_channels
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """What a model must know of this data: passed by ``run()`` to the model's constructor."""
+        return {"label_names": self.label_names, "in_channels": self.in_channels}
+
     @property
     def splits(self) -> dict[str, list[Record]]:
         """Records of each split (``train``, ``val``, ``test``), grouped by subject."""
