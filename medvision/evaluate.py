@@ -45,6 +45,8 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
     callbacks = {k: v for k, v in (saved.get("callbacks") or {}).items()
                  if not (isinstance(v, DictConfig) and str(v.get("_target_", "")).endswith(_TRAINING_ONLY))}
     merged = OmegaConf.create({"data": saved.data, "model": saved.model, "seed": saved.seed, "callbacks": callbacks})
+    if merged.data.get("audit_report"):  # the audit report of an evaluation goes to its own folder
+        merged.data.audit_report = "${paths.output_dir}/data_audit.json"
     if overrides:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     base = cfg.copy()
@@ -62,14 +64,17 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
         cfg: the composed ``eval`` config.
         overrides: dotted ``data.*``/``model.*`` overrides (default: those of the command line).
     """
-    from medvision.train import _numbers, build, finish, log_hyperparameters
+    from medvision.train import _numbers, build, check_output_dir, finish, log_hyperparameters
     from medvision.utils.config import resolved_container
     from medvision.utils.seeding import seed_everything
+    from medvision.utils.validate import validate_config
 
     run_cfg = eval_config(cfg, _cli_overrides() if overrides is None else overrides)
-    output_dir = Path(run_cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     config = resolved_container(run_cfg)
+    validate_config(config)
+    output_dir = Path(run_cfg.paths.output_dir)
+    check_output_dir(output_dir, config, finished=("metrics.json",))
+    output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(run_cfg.seed)
     datamodule, model, trainer, loggers = build(run_cfg, config)
     log_hyperparameters(loggers, config)

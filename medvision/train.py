@@ -32,17 +32,25 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     What the model must know of the data (label names, class count, input channels, ...) comes
     from ``datamodule.model_kwargs()``, not from the model config.
 
+    A ``ckpt_path`` is checked before it is used: its task and network before anything is
+    built, its tensors against the built model (a clear error instead of a state-dict dump).
+
     Returns:
         ``(datamodule, model, trainer, loggers)``.
     """
     from hydra.utils import instantiate
 
     from medvision.callbacks.run_config import RunConfigInCheckpoint
+    from medvision.utils.checkpoint import check_checkpoint_fits, check_checkpoint_weights
     from medvision.utils.instantiate import instantiate_group
 
+    checkpoint = check_checkpoint_fits(cfg.get("ckpt_path"), config_for_checkpoint)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     model = instantiate(cfg.model, **datamodule.model_kwargs())
+    if checkpoint is not None:
+        check_checkpoint_weights(checkpoint, cfg.ckpt_path, model, config_for_checkpoint)
+        del checkpoint
     callbacks = instantiate_group(cfg.get("callbacks")) + [RunConfigInCheckpoint(config_for_checkpoint)]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -70,6 +78,34 @@ def finish(loggers: list[Any], metrics: dict[str, float], output_dir: Path, titl
             wandb.finish()  # one W&B run per job, also inside an in-process multirun
 
 
+def check_output_dir(output_dir: Path, config: dict[str, Any], finished: tuple[str, ...], resuming: bool = False) -> None:
+    """Refuse an output dir that holds a finished run's results, or that is an input of the run.
+
+    Args:
+        output_dir: the run's output folder.
+        config: the resolved run config (its data inputs must not be the output).
+        finished: names inside ``output_dir`` that mark results (a file, or a non-empty folder).
+        resuming: a run resumed from a checkpoint may continue in its own folder.
+
+    Raises:
+        MedvisionError: the folder would be overwritten, or it is the data's folder or manifest.
+    """
+    from medvision.utils.io import refuse_input_as_output
+
+    data = config.get("data") or {}
+    refuse_input_as_output(output_dir, [data.get("root"), data.get("manifest")], what="paths.output_dir (hydra.run.dir)")
+    if resuming:
+        return
+    found = [name for name in finished if (output_dir / name).is_file()
+             or ((output_dir / name).is_dir() and any((output_dir / name).iterdir()))]
+    if found:
+        raise MedvisionError(
+            f"{output_dir} already holds the results of a finished run ({', '.join(found)}); it is not overwritten",
+            fix="leave hydra.run.dir to its default (a new folder per run) or pick a new one; "
+                "to continue that run, pass ckpt_path=<that dir>/checkpoints/last.ckpt",
+        )
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (``cfg.train``) and test (``cfg.test``) the experiment described by ``cfg``.
 
@@ -84,12 +120,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     from medvision.utils.io import atomic_write_text
     from medvision.utils.printing import print_config_tree
     from medvision.utils.seeding import seed_everything
+    from medvision.utils.validate import validate_config
 
+    config = resolved_container(cfg)
+    validate_config(config)
     output_dir = Path(cfg.paths.output_dir)
+    check_output_dir(output_dir, config, finished=("metrics.json", "checkpoints"), resuming=bool(cfg.get("ckpt_path")))
     output_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("print_config", True):
         print_config_tree(cfg)
-    config = resolved_container(cfg)
     atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))
 
     seed_everything(cfg.seed)
@@ -98,7 +137,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         metrics.update(_numbers(trainer.callback_metrics))
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

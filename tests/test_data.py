@@ -181,7 +181,7 @@ def test_csv_manifest_relative_paths_and_subject_groups(tmp_path: Path, csv_case
 
 def test_csv_manifest_through_the_config_tree(tmp_path: Path, csv_case_files: Path, compose_run) -> None:
     manifest = _write_csv(tmp_path / "manifests" / "cases.csv", _rows(6))
-    cfg = compose_run(["data=csv", f"data.manifest={manifest}", "data.label_names=[background,dim,bright]",
+    cfg = compose_run(["data=csv", "data.spatial_dims=2", f"data.manifest={manifest}", "data.label_names=[background,dim,bright]",
                        "data.val_fraction=0.34", "data.test_fraction=0.34"])
     dm = instantiate(cfg.data)
     assert dm.label_names == ["background", "dim", "bright"]

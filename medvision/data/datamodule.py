@@ -1,8 +1,9 @@
-"""``VolumeDataModule``: records -> split -> MONAI transforms -> cache -> DataLoaders.
+"""``VolumeDataModule``: records -> split -> audit -> MONAI transforms -> cache -> DataLoaders.
 
 It knows files, splits and transforms, and nothing about networks. Transforms arrive as two
 lists of MONAI dict transforms (instantiated from config): ``load`` (deterministic
-preprocessing, cached) and ``augment`` (random, training only).
+preprocessing, cached) and ``augment`` (random, training only). Before any of them runs, every
+case is checked by the data audit (:mod:`medvision.data.audit`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_only
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 from monai.transforms import Compose
 
+from medvision.data.audit import AuditReport, audit
 from medvision.data.records import DatasetInfo, Record, read_csv, read_msd
 from medvision.data.sources import DatasetSource, prepare
 from medvision.data.splits import SPLITS, group_split
 from medvision.utils.errors import MedvisionError
 
 CacheMode = Literal["none", "memory", "disk"]
+InvalidPolicy = Literal["error", "skip"]
 
 
 def _steps(spec: Mapping[str, Callable | None] | Sequence[Callable | None] | None) -> list[Callable]:
@@ -57,6 +61,11 @@ class VolumeDataModule(pl.LightningDataModule):
         pin_memory: pin host memory (useful on GPU).
         patch_size: training patch size; the transforms and the model's sliding window refer
             to it in config (``${data.patch_size}``).
+        on_invalid: what a case that fails the data audit does: ``error`` stops with a message
+            naming every bad file; ``skip`` drops those cases (the report keeps them) and goes on.
+        audit: run the data audit when the records are first needed.
+        audit_report: JSON file the audit report is written to (``None``: not written).
+        audit_cache_dir: folder caching what the audit read from each file (``None``: no cache).
     """
 
     def __init__(
@@ -79,6 +88,10 @@ class VolumeDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         pin_memory: bool = False,
         patch_size: Sequence[int] | None = None,
+        on_invalid: InvalidPolicy = "error",
+        audit: bool = True,
+        audit_report: str | None = None,
+        audit_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if root is None and manifest is None:
@@ -86,6 +99,8 @@ class VolumeDataModule(pl.LightningDataModule):
                                  fix="set data.root=<folder holding dataset.json> or data.manifest=<file.csv>")
         if cache not in ("none", "memory", "disk"):
             raise MedvisionError(f"data.cache={cache!r} is not one of none|memory|disk", fix="data.cache=memory")
+        if on_invalid not in ("error", "skip"):
+            raise MedvisionError(f"data.on_invalid={on_invalid!r} is not one of error|skip", fix="data.on_invalid=error")
         self.root = root
         self.manifest = manifest
         self.source = source
@@ -102,6 +117,12 @@ class VolumeDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self.pin_memory = pin_memory
         self.patch_size = list(patch_size) if patch_size else None
+        self.on_invalid = on_invalid
+        self.audit = audit
+        self.audit_report = audit_report
+        self.audit_cache_dir = audit_cache_dir
+        #: the report of the data audit, once it has run
+        self.audit_result: AuditReport | None = None
         self._info: DatasetInfo | None = None
         self._splits: dict[str, list[Record]] | None = None
         self.datasets: dict[str, Dataset] = {}
@@ -112,15 +133,77 @@ class VolumeDataModule(pl.LightningDataModule):
         if self.source is not None and self.manifest is None:
             prepare(self.source, self.root)
 
+    def _read_manifest(self) -> DatasetInfo:
+        """Every record of the manifest; with the audit on, missing files are left for it to report."""
+        self.prepare_data()
+        if self.manifest is not None:
+            return read_csv(self.manifest, self.label_names_override, require_files=not self.audit,
+                            infer_label_names=not self.audit)
+        return read_msd(self.root, require_files=not self.audit)  # type: ignore[arg-type]
+
+    def run_audit(self, raw: DatasetInfo | None = None, split: dict[str, list[int]] | None = None) -> AuditReport:
+        """Audit every case of the manifest: print the result, write the JSON report, return it.
+
+        It applies no policy (``on_invalid``); :attr:`info` and :attr:`splits` do. Every rank
+        may run it: the result is the same; only rank 0 prints.
+
+        Args:
+            raw: the manifest's records (default: read them).
+            split: record indices of each split (default: the configured split).
+        """
+        from medvision.utils.io import refuse_input_as_output
+
+        raw = raw or self._read_manifest()
+        split = split or group_split([r["subject"] for r in raw.records], **self.split_args)
+        report = audit(
+            raw.records,
+            raw.label_names or None,
+            splits=split,
+            num_channels=raw.in_channels,
+            spatial_dims=self.spatial_dims,
+            cache_dir=self.audit_cache_dir,
+            source=raw.source,
+        )
+        if rank_zero_only.rank == 0:
+            report.print(root=Path(raw.source).parent if raw.source else None)
+        if self.audit_report:
+            inputs = [raw.source, *(r[k] for r in raw.records for k in ("image", "label"))]
+            refuse_input_as_output(self.audit_report, inputs, what="data.audit_report")
+            report.write(self.audit_report, policy=self.on_invalid)
+        self.audit_result = report
+        return report
+
+    def _load(self) -> None:
+        """Read the manifest, split by subject, audit, and apply ``on_invalid``.
+
+        The split is made before bad cases are dropped, so dropping a case never moves another
+        case (or the test set) to another split.
+        """
+        raw = self._read_manifest()
+        split = group_split([r["subject"] for r in raw.records], **self.split_args)
+        keep = set(range(len(raw.records)))
+        label_names = raw.label_names
+        if self.audit:
+            report = self.run_audit(raw, split)
+            label_names = report.label_names
+            if not report.ok:
+                if self.on_invalid == "error":
+                    raise report.error(self.audit_report)
+                keep -= set(report.bad_indices)
+                if rank_zero_only.rank == 0:
+                    where = f"; report: {self.audit_report}" if self.audit_report else ""
+                    print(f"data.on_invalid=skip: going on without {len(report.bad_indices)} of {len(raw.records)} "
+                          f"cases ({', '.join(report.bad_cases)}){where}")
+        records = [r for i, r in enumerate(raw.records) if i in keep]
+        self._info = DatasetInfo(records, list(label_names), raw.modalities, raw.name, raw.source)
+        self._splits = {s: [raw.records[i] for i in split[s] if i in keep] for s in SPLITS}
+
     @property
     def info(self) -> DatasetInfo:
-        """Records, label names and channels, read from the manifest on first access."""
+        """Records (those that passed the audit), label names and channels, read on first access."""
         if self._info is None:
-            self.prepare_data()
-            if self.manifest is not None:
-                self._info = read_csv(self.manifest, self.label_names_override)
-            else:
-                self._info = read_msd(self.root)  # type: ignore[arg-type]
+            self._load()
+        assert self._info is not None
         return self._info
 
     @property
@@ -146,9 +229,8 @@ class VolumeDataModule(pl.LightningDataModule):
     def splits(self) -> dict[str, list[Record]]:
         """Records of each split (``train``, ``val``, ``test``), grouped by subject."""
         if self._splits is None:
-            records = self.info.records
-            idx = group_split([r["subject"] for r in records], **self.split_args)
-            self._splits = {s: [records[i] for i in idx[s]] for s in SPLITS}
+            self._load()
+        assert self._splits is not None
         return self._splits
 
     # ----------------------------------------------------------------- datasets

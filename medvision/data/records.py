@@ -47,14 +47,25 @@ class DatasetInfo:
         return len(self.modalities)
 
 
-def _resolve(base: Path, rel: str, manifest: Path, key: str) -> str:
-    path = (base / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
-    if not path.exists():
+def _resolve(base: Path, rel: str) -> str:
+    """Absolute path of a manifest entry (relative entries are relative to ``base``)."""
+    return str((base / rel).resolve() if not Path(rel).is_absolute() else Path(rel))
+
+
+def missing_files(records: list[Record], keys: tuple[str, ...] = ("image", "label")) -> list[tuple[Record, str]]:
+    """``(record, key)`` of every file a record names that does not exist."""
+    return [(r, k) for r in records for k in keys if not Path(r[k]).exists()]
+
+
+def _require_files(records: list[Record], manifest: Path) -> None:
+    """Raise one error naming every missing file (not just the first)."""
+    missing = missing_files(records)
+    if missing:
+        lines = "\n".join(f"  {r['id']}: {key} {r[key]}" for r, key in missing)
         raise MedvisionError(
-            f"{manifest} names a {key} file that does not exist: {rel} (looked for {path})",
-            fix=f"put the file there, or correct or remove that entry of {manifest.name}",
+            f"{manifest} names {len(missing)} file(s) that do not exist:\n{lines}",
+            fix=f"put the files there, or correct or remove those entries of {manifest.name}",
         )
-    return str(path)
 
 
 def _label_names_from_msd(labels: dict[str, Any], manifest: Path) -> list[str]:
@@ -78,14 +89,19 @@ def _label_names_from_msd(labels: dict[str, Any], manifest: Path) -> list[str]:
     return [by_value[i] for i in expected]
 
 
-def read_msd(root: str | Path) -> DatasetInfo:
+def read_msd(root: str | Path, require_files: bool = True) -> DatasetInfo:
     """Read a Medical Segmentation Decathlon folder (``dataset.json`` + imagesTr/labelsTr).
 
     Optional per-case keys ``subject`` and ``id`` are kept; otherwise each case is its own
     subject and its id is the image file name.
 
+    Args:
+        root: the folder holding ``dataset.json``.
+        require_files: raise if a listed file does not exist (naming all of them); ``False``
+            keeps such records so that the data audit reports them with every other problem.
+
     Raises:
-        MedvisionError: missing folder or manifest, bad JSON, no cases, a file that does not exist.
+        MedvisionError: missing folder or manifest, bad JSON, no cases, files that do not exist.
     """
     root = Path(root)
     if not root.is_dir():
@@ -115,14 +131,20 @@ def read_msd(root: str | Path) -> DatasetInfo:
     for i, case in enumerate(cases):
         if not isinstance(case, dict) or "image" not in case or "label" not in case:
             raise MedvisionError(f"{manifest}: training case #{i} needs 'image' and 'label', got {case!r}")
-        image = _resolve(root, case["image"], manifest, "image")
-        label = _resolve(root, case["label"], manifest, "label")
+        image, label = _resolve(root, case["image"]), _resolve(root, case["label"])
         case_id = str(case.get("id") or Path(image).name.split(".")[0])
         records.append({"image": image, "label": label, "id": case_id, "subject": str(case.get("subject", case_id))})
+    if require_files:
+        _require_files(records, manifest)
     return DatasetInfo(records, label_names, modalities, str(meta.get("name", root.name)), str(manifest))
 
 
-def read_csv(manifest: str | Path, label_names: list[str] | None = None) -> DatasetInfo:
+def read_csv(
+    manifest: str | Path,
+    label_names: list[str] | None = None,
+    require_files: bool = True,
+    infer_label_names: bool = True,
+) -> DatasetInfo:
     """Read a CSV manifest with columns ``image``, ``label`` and optional ``subject``, ``id``.
 
     Relative paths are relative to the CSV's folder.
@@ -131,6 +153,14 @@ def read_csv(manifest: str | Path, label_names: list[str] | None = None) -> Data
         manifest: the CSV file.
         label_names: names of label values 0..K-1; when ``None`` they are ``background``,
             ``class_1``, ... up to the largest value found in the label files.
+        require_files: raise if a listed file does not exist (naming all of them); ``False``
+            keeps such records so that the data audit reports them with every other problem.
+        infer_label_names: read the label files to name the labels when ``label_names`` is
+            ``None``; ``False`` leaves ``label_names`` empty (the data audit, which reads every
+            label file anyway, names them from its cached summaries).
+
+    Raises:
+        MedvisionError: missing or empty manifest, missing columns, files that do not exist.
     """
     manifest = Path(manifest)
     if not manifest.is_file():
@@ -147,20 +177,25 @@ def read_csv(manifest: str | Path, label_names: list[str] | None = None) -> Data
         )
     records = []
     for row in rows:
-        image = _resolve(manifest.parent, row["image"], manifest, "image")
-        label = _resolve(manifest.parent, row["label"], manifest, "label")
+        image, label = _resolve(manifest.parent, row["image"]), _resolve(manifest.parent, row["label"])
         case_id = row.get("id") or Path(image).name.split(".")[0]
         records.append({"image": image, "label": label, "id": case_id, "subject": row.get("subject") or case_id})
+    if require_files:
+        _require_files(records, manifest)
     if label_names is None:
-        label_names = _infer_label_names([r["label"] for r in records])
+        label_names = _infer_label_names([r["label"] for r in records]) if infer_label_names else []
     return DatasetInfo(records, list(label_names), ["image"], manifest.stem, str(manifest))
 
 
+def default_label_names(top: int) -> list[str]:
+    """``background, class_1, ... class_K`` for the largest label value ``top`` = K."""
+    return ["background"] + [f"class_{k}" for k in range(1, top + 1)]
+
+
 def _infer_label_names(label_files: list[str]) -> list[str]:
-    """``background, class_1, ... class_K`` for the largest label value K found in the files."""
+    """:func:`default_label_names` for the largest label value found in the files."""
     import numpy as np
     from monai.transforms import LoadImage
 
     loader = LoadImage(image_only=True)
-    top = max(int(np.asarray(loader(f)).max()) for f in label_files)
-    return ["background"] + [f"class_{k}" for k in range(1, top + 1)]
+    return default_label_names(max(int(np.asarray(loader(f)).max()) for f in label_files))

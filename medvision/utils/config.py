@@ -87,26 +87,6 @@ def config_from_checkpoint(ckpt_path: str | Path) -> DictConfig:
     Raises:
         MedvisionError: the file is missing, unreadable, or not a medvision checkpoint.
     """
-    import torch
+    from medvision.utils.checkpoint import load_checkpoint
 
-    from medvision.utils.errors import MedvisionError
-
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise MedvisionError(
-            f"checkpoint not found: {path}",
-            fix="pass ckpt_path=<run dir>/checkpoints/best.ckpt (or last.ckpt) of a finished run",
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise MedvisionError(
-            f"checkpoint {path} could not be read ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})",
-            fix="the file is corrupt or not a PyTorch checkpoint; use a .ckpt written by medvision-train",
-        ) from err
-    if not isinstance(checkpoint, dict) or CHECKPOINT_CONFIG_KEY not in checkpoint:
-        raise MedvisionError(
-            f"{path} is not a medvision checkpoint (it holds no '{CHECKPOINT_CONFIG_KEY}')",
-            fix="use a .ckpt written by medvision-train",
-        )
-    return OmegaConf.create(checkpoint[CHECKPOINT_CONFIG_KEY])
+    return OmegaConf.create(load_checkpoint(ckpt_path)[CHECKPOINT_CONFIG_KEY])

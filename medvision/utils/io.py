@@ -1,10 +1,12 @@
-"""Atomic file writing: a reader never sees a half-written file, a crash never leaves one."""
+"""Safe file writing: atomic writes (a reader never sees a half-written file, a crash never
+leaves one) and the refusal to write an output over an input."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +39,37 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (see :func:`atomic_write_text`)."""
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def refuse_input_as_output(
+    output: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    what: str = "output",
+) -> Path:
+    """Refuse to write ``output`` when it is one of ``inputs`` (the same file or folder).
+
+    Paths are compared after resolving symlinks and ``..``, so ``data/../data/x.nii.gz`` and
+    a link to ``x.nii.gz`` count as ``x.nii.gz``. Used before writing predictions, reports and
+    exports, so that no input is ever overwritten by an output.
+
+    Args:
+        output: the path about to be written.
+        inputs: paths read by the same command (``None`` entries are ignored).
+        what: the config key or option that set ``output`` (named in the message).
+
+    Returns:
+        ``output``, resolved.
+
+    Raises:
+        MedvisionError: ``output`` is one of ``inputs``.
+    """
+    from medvision.utils.errors import MedvisionError
+
+    dest = Path(output).resolve()
+    for source in inputs:
+        if source is not None and Path(source).resolve() == dest:
+            raise MedvisionError(
+                f"{what}={output} is also an input of this command ({source}); writing it would overwrite the input",
+                fix=f"choose another path for {what}",
+            )
+    return dest
