@@ -45,7 +45,12 @@ def test_experiment_runs_fast_dev_run(experiment: str, compose_run) -> None:
     cfg = compose_run([f"experiment={experiment}", "debug=fast_dev_run"])
     assert cfg.trainer.fast_dev_run is True
     metrics = run(cfg)
-    _assert_test_dice(metrics, instantiate(cfg.data).label_names)
+    if cfg.model._target_.endswith("ClassifierModule"):  # classification experiments (e.g. dicom_modality)
+        for key in ("test/acc", "test/auc"):
+            assert key in metrics and 0.0 <= metrics[key] <= 1.0, sorted(metrics)
+        assert any(k.startswith("test/auc_") for k in metrics), sorted(metrics)
+    else:
+        _assert_test_dice(metrics, instantiate(cfg.data).label_names)
     assert (Path(cfg.paths.output_dir) / "metrics.json").is_file()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SegmenterModule"]
+__all__ = ["ClassifierModule", "SegmenterModule"]
 
 
 def __getattr__(name: str) -> Any:
@@ -13,4 +13,8 @@ def __getattr__(name: str) -> Any:
         from medvision.models.segmenter import SegmenterModule
 
         return SegmenterModule
+    if name == "ClassifierModule":
+        from medvision.models.classifier import ClassifierModule
+
+        return ClassifierModule
     raise AttributeError(name)

@@ -1,0 +1,224 @@
+"""``ArrayClassificationDataModule``: classification data held as arrays -> MONAI transforms -> loaders.
+
+The base of the DataModules whose samples fit in memory as ``{split: (images, labels)}``
+arrays (:class:`medvision.data.medmnist.MedMNISTDataModule`, the official ``.npz`` files;
+:class:`medvision.data.dicom_modality.DicomModalityDataModule`, decoded DICOM frames). A
+subclass reads its arrays and says what they are (label names, task, channels, 2D/3D); this
+class turns them into MONAI datasets (optionally cached), a class-balanced sampler and loaders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+
+from medvision.utils.errors import MedvisionError
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+CACHES: tuple[str, ...] = ("none", "memory", "disk")
+
+
+def transform_steps(spec: Mapping[str, Callable | None] | Sequence[Callable | None] | None) -> list[Callable]:
+    """The transforms of a config mapping name -> transform (or a list), ``None`` entries dropped."""
+    if spec is None:
+        return []
+    steps = spec.values() if isinstance(spec, Mapping) else spec
+    return [t for t in steps if t is not None]
+
+
+class ArraySamples(Sequence):
+    """Sample dictionaries ``{"image", "label", "id"}`` built on access from one split's arrays.
+
+    Args:
+        images: (N, H, W) grey, (N, H, W, 3) RGB (2D) or (N, D, H, W) (3D) images.
+        labels: (N, 1) class indices or (N, L) multi-hot labels.
+        split: the split's name (sample ids are ``<split>/<index>`` unless ``ids`` is given).
+        spatial_dims: 2 or 3.
+        multilabel: labels are multi-hot (float) rather than class indices (int64).
+        as_rgb: repeat grey images to 3 channels.
+        ids: one id per sample.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, split: str, spatial_dims: int, multilabel: bool,
+                 as_rgb: bool, ids: Sequence[str] | None = None) -> None:
+        self.images, self.labels, self.split = images, labels, split
+        self.spatial_dims, self.multilabel, self.as_rgb = spatial_dims, multilabel, as_rgb
+        self.ids = list(ids) if ids is not None else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        image = self.images[i]
+        image = np.moveaxis(image, -1, 0) if (self.spatial_dims == 2 and image.ndim == 3) else image[None]
+        if self.as_rgb and image.shape[0] == 1:
+            image = np.repeat(image, 3, axis=0)
+        label = self.labels[i].astype(np.float32) if self.multilabel else self.labels[i].astype(np.int64)
+        sample_id = self.ids[i] if self.ids is not None else f"{self.split}/{i}"
+        return {"image": image.astype(np.float32), "label": label, "id": sample_id}
+
+
+class ArrayClassificationDataModule(pl.LightningDataModule):
+    """Datasets and loaders of in-memory classification arrays; subclasses provide the arrays.
+
+    A subclass implements :attr:`arrays` (``{split: (images, labels)}``), :attr:`label_names`,
+    :attr:`task`, :attr:`spatial_dims`, :attr:`source_channels` and :attr:`cache_name`, and may
+    override :meth:`sample_ids`.
+
+    Args:
+        transforms: ``{"load": ..., "augment": ...}``: ordered mappings name -> MONAI dict
+            transform (``None`` entries dropped) applied to ``{"image": (C, H, W[, D]) float,
+            "label", "id"}``; ``augment`` on training samples only.
+        as_rgb: repeat grey images to 3 channels.
+        batch_size: training batch size.
+        val_batch_size: validation/test batch size (``None``: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin host memory (useful on GPU).
+        balanced_sampler: draw training samples with probability inversely proportional to
+            their class frequency (single-label tasks; epochs keep their length).
+        cache: ``none``, ``memory`` (``CacheDataset``: the deterministic transforms once) or
+            ``disk`` (``PersistentDataset`` in ``cache_dir``).
+        cache_dir: folder of the disk cache.
+    """
+
+    def __init__(
+        self,
+        transforms: Mapping[str, Any] | None = None,
+        as_rgb: bool = False,
+        batch_size: int = 128,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        balanced_sampler: bool = False,
+        cache: str = "none",
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        transforms = transforms or {}
+        self.load_transforms = transform_steps(transforms.get("load"))
+        self.augment_transforms = transform_steps(transforms.get("augment"))
+        self.as_rgb = as_rgb
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.balanced_sampler = balanced_sampler
+        if cache not in CACHES:
+            raise MedvisionError(f"data.cache={cache!r} is not one of {'|'.join(CACHES)}", fix="data.cache=none")
+        self.cache = cache
+        self.cache_dir = Path(cache_dir) if cache_dir else Path(".cache")
+        self.datasets: dict[str, Any] = {}
+
+    # -- what a subclass provides -------------------------------------------------------------
+    @property
+    def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{split: (images, labels)}`` for ``train``, ``val`` and ``test``."""
+        raise NotImplementedError
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class names (index = label value), or label names for a multi-label task."""
+        raise NotImplementedError
+
+    @property
+    def task(self) -> str:
+        """``binary``, ``multiclass`` or ``multilabel``."""
+        raise NotImplementedError
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 or 3."""
+        raise NotImplementedError
+
+    @property
+    def source_channels(self) -> int:
+        """Channels of the stored images (1 or 3)."""
+        raise NotImplementedError
+
+    @property
+    def cache_name(self) -> str:
+        """Folder name of this data's disk cache (unique per file/configuration)."""
+        raise NotImplementedError
+
+    def sample_ids(self, split: str) -> list[str] | None:
+        """One id per sample of ``split`` (``None``: ``<split>/<index>``)."""
+        return None
+
+    # -- shared --------------------------------------------------------------------------------
+    @property
+    def in_channels(self) -> int:
+        """Channels of the network input."""
+        return 3 if self.as_rgb else self.source_channels
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What a model must know of this data: passed by ``run()`` to the model's constructor."""
+        return {"label_names": self.label_names, "in_channels": self.in_channels, "task": self.task,
+                "spatial_dims": self.spatial_dims}
+
+    def dataset(self, split: str, train: bool = False) -> Any:
+        """MONAI ``Dataset`` of ``split`` with the evaluation (or training) transform."""
+        from monai.data import CacheDataset, Dataset, PersistentDataset
+        from monai.transforms import Compose
+
+        images, labels = self.arrays[split]
+        samples = ArraySamples(images, labels, split, self.spatial_dims, self.task == "multilabel", self.as_rgb,
+                               self.sample_ids(split))
+        transform = Compose(self.load_transforms + (self.augment_transforms if train else []))
+        if self.cache == "memory":
+            return CacheDataset(samples, transform, progress=False, copy_cache=True)  # type: ignore[arg-type]
+        if self.cache == "disk":
+            from monai.data.utils import json_hashing
+
+            folder = self.cache_dir / f"{self.cache_name}_{split}"
+            return PersistentDataset(samples, transform, cache_dir=folder, hash_transform=json_hashing)  # type: ignore[arg-type]
+        return Dataset(samples, transform)  # type: ignore[arg-type]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs."""
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage or "", SPLITS)
+        for split in wanted:
+            if split not in self.datasets:
+                self.datasets[split] = self.dataset(split, train=split == "train")
+
+    def _sampler(self) -> Any:
+        if not self.balanced_sampler or self.task == "multilabel":
+            return None
+        import torch
+
+        labels = self.arrays["train"][1].reshape(-1).astype(np.int64)
+        counts = np.bincount(labels, minlength=len(self.label_names)).astype(np.float64)
+        weights = 1.0 / np.maximum(counts[labels], 1.0)
+        return torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(labels), replacement=True)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool, sampler: Any = None) -> Any:
+        from monai.data import DataLoader
+
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> Any:
+        """Shuffled (or class-balanced) training batches."""
+        return self._loader("train", self.batch_size, shuffle=True, sampler=self._sampler())
+
+    def val_dataloader(self) -> Any:
+        """Validation batches, in order."""
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> Any:
+        """Test batches, in order."""
+        return self._loader("test", self.val_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> Any:
+        """The test split, for prediction."""
+        return self._loader("test", self.val_batch_size, shuffle=False)

@@ -1,0 +1,130 @@
+"""``ClassifierModule``: binary, multi-class and multi-label classification of 2D/3D images.
+
+It knows the classification problem and nothing about file formats. The network is any
+factory taking ``in_channels`` and ``out_channels`` (``conf/model/net/cls/*.yaml``); the task,
+label names and channels come from the data (``datamodule.model_kwargs()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from medvision.metrics.classification import ClassificationMetrics
+from medvision.models.losses import TASKS, ClassificationLoss
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    """Drop MONAI's MetaTensor wrapper (its metadata is not needed inside the network)."""
+    return x.as_tensor() if hasattr(x, "as_tensor") else x
+
+
+class ClassifierModule(pl.LightningModule):
+    """Image classification; metrics as torchmetrics objects, reset every epoch.
+
+    Logged: ``train/loss``, ``{val,test}/loss`` and ``{val,test}/acc``, ``auc`` (MedMNIST's
+    definitions), ``f1``, ``precision``, ``recall``, ``specificity``, ``balanced_acc``,
+    ``auc_<label>``. The last confusion matrix of each stage is kept in
+    :attr:`confusion_matrices` (``"val"``/``"test"``).
+
+    Args:
+        net: factory of the network, called as ``net(in_channels=..., out_channels=...)``.
+        loss: factory of the loss, called with ``task`` and ``num_classes``
+            (:class:`medvision.models.losses.ClassificationLoss`), or a ready ``nn.Module``.
+        optimizer: partial optimizer, called with ``params``.
+        scheduler: partial LR scheduler called with ``optimizer`` (or ``None``).
+        label_names: one name per class (binary: negative first) or per label (from the data).
+        task: ``binary``, ``multiclass`` or ``multilabel`` (from the data).
+        in_channels: image channels (from the data).
+        spatial_dims: 2 or 3 (from the data; recorded in the hyperparameters).
+        scheduler_interval: ``epoch`` or ``step``.
+        monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
+    """
+
+    def __init__(
+        self,
+        net: Callable[..., nn.Module],
+        loss: Callable[..., nn.Module] | nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None,
+        label_names: Sequence[str],
+        task: str = "multiclass",
+        in_channels: int = 1,
+        spatial_dims: int = 2,
+        scheduler_interval: str = "epoch",
+        monitor: str = "val/auc",
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+        self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler"])
+        self.task = task
+        self.label_names = list(label_names)
+        num_classes = len(self.label_names)
+        self.net = net(in_channels=in_channels, out_channels=num_classes)
+        self.loss_fn = loss if isinstance(loss, nn.Module) else loss(task=task, num_classes=num_classes)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.monitor = monitor
+        self.val_metrics = ClassificationMetrics(task, self.label_names)
+        self.test_metrics = ClassificationMetrics(task, self.label_names)
+        self.confusion_matrices: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C) of an image batch."""
+        return self.net(x)
+
+    def _target(self, batch: dict[str, Any]) -> torch.Tensor:
+        label = _plain(batch["label"])
+        return label.float() if self.task == "multilabel" else label.long().reshape(-1)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        image = _plain(batch["image"])
+        loss = self.loss_fn(self(image), self._target(batch))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0])
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], metrics: ClassificationMetrics, prefix: str) -> None:
+        image, target = _plain(batch["image"]), self._target(batch)
+        logits = self(image)
+        self.log(f"{prefix}/loss", self.loss_fn(logits, target), batch_size=image.shape[0], sync_dist=True)
+        metrics.update(logits, target)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Class probabilities (softmax) or label probabilities (sigmoid)."""
+        return self.val_metrics.scores(self(_plain(batch["image"])))
+
+    def _log_epoch(self, metrics: ClassificationMetrics, prefix: str) -> None:
+        values = metrics.compute(prefix)  # syncs across ranks: called on every rank
+        self.confusion_matrices[prefix] = metrics.confusion_matrix().cpu()
+        metrics.reset()
+        self.log(f"{prefix}/auc", values.pop(f"{prefix}/auc"), prog_bar=True)
+        self.log(f"{prefix}/acc", values.pop(f"{prefix}/acc"), prog_bar=True)
+        self.log_dict(values)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch(self.test_metrics, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval, "monitor": self.monitor},
+        }
