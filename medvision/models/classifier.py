@@ -10,20 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch import nn
 
 from medvision.metrics.classification import ClassificationMetrics
+from medvision.models.base import MedvisionModule
+from medvision.models.base import plain as _plain
 from medvision.models.losses import TASKS, ClassificationLoss
 
 
-def _plain(x: torch.Tensor) -> torch.Tensor:
-    """Drop MONAI's MetaTensor wrapper (its metadata is not needed inside the network)."""
-    return x.as_tensor() if hasattr(x, "as_tensor") else x
-
-
-class ClassifierModule(pl.LightningModule):
+class ClassifierModule(MedvisionModule):
     """Image classification; metrics as torchmetrics objects, reset every epoch.
 
     Logged: ``train/loss``, ``{val,test}/loss`` and ``{val,test}/acc``, ``auc`` (MedMNIST's
@@ -58,7 +54,7 @@ class ClassifierModule(pl.LightningModule):
         scheduler_interval: str = "epoch",
         monitor: str = "val/auc",
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler, scheduler_interval, monitor)
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, not {task!r}")
         self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler"])
@@ -67,10 +63,6 @@ class ClassifierModule(pl.LightningModule):
         num_classes = len(self.label_names)
         self.net = net(in_channels=in_channels, out_channels=num_classes)
         self.loss_fn = loss if isinstance(loss, nn.Module) else loss(task=task, num_classes=num_classes)
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
-        self.monitor = monitor
         self.val_metrics = ClassificationMetrics(task, self.label_names)
         self.test_metrics = ClassificationMetrics(task, self.label_names)
         self.confusion_matrices: dict[str, torch.Tensor] = {}
@@ -118,13 +110,3 @@ class ClassifierModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics, "test")
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval, "monitor": self.monitor},
-        }

@@ -9,17 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
 from medvision.metrics.segmentation import SegmentationMetrics
-
-
-def _plain(x: torch.Tensor) -> torch.Tensor:
-    """Drop MONAI's MetaTensor wrapper (its metadata is not needed inside the network)."""
-    return x.as_tensor() if hasattr(x, "as_tensor") else x
+from medvision.models.base import MedvisionModule
+from medvision.models.base import plain as _plain
 
 
 def _spacing(image: torch.Tensor) -> list[float] | None:
@@ -31,7 +27,7 @@ def _spacing(image: torch.Tensor) -> list[float] | None:
     return [float(v) for v in torch.as_tensor(first).flatten().tolist()]
 
 
-class SegmenterModule(pl.LightningModule):
+class SegmenterModule(MedvisionModule):
     """Semantic segmentation of 2D/3D images.
 
     Args:
@@ -59,14 +55,11 @@ class SegmenterModule(pl.LightningModule):
         val_hd95: bool = False,
         scheduler_interval: str = "epoch",
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler, scheduler_interval, monitor="val/dice_mean")
         self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler"])
         self.label_names = list(label_names)
         self.net = net(in_channels=in_channels, out_channels=len(self.label_names))
         self.loss_fn = loss
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
         self.inferer = dict(inferer or {})
         self.val_metrics = SegmentationMetrics(self.label_names, hd95=val_hd95)
         self.test_metrics = SegmentationMetrics(self.label_names, hd95=True)
@@ -115,13 +108,3 @@ class SegmenterModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics, "test")
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval, "monitor": "val/dice_mean"},
-        }
