@@ -24,7 +24,13 @@ def _problems(compose_run, overrides: list[str]) -> str:
                          + [["logger=many", "trainer=gpu", "debug=limit"], ["data=msd", "data.root=/somewhere"],
                             ["data=csv", "data.manifest=/somewhere/cases.csv"]])
 def test_every_shipped_config_validates(compose_run, overrides: list[str]) -> None:
-    validate_config(compose_run(overrides))  # raises on any problem
+    from medvision.utils.errors import MedvisionError
+
+    cfg = compose_run(overrides)
+    try:
+        validate_config(cfg)
+    except MedvisionError as err:  # a shipped config must validate cleanly
+        pytest.fail(f"{overrides} does not validate: {err}")
 
 
 @pytest.mark.parametrize(
