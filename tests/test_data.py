@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
+from bad_data import write_csv
 from conftest import compose_in
 from medvision.data.datamodule import VolumeDataModule
 from medvision.data.records import read_csv, read_msd
@@ -143,15 +143,6 @@ def csv_case_files(tmp_path: Path) -> Path:
     return prepare(SyntheticSegmentation(spatial_dims=2, num_cases=6, size=32, seed=0), tmp_path / "files")
 
 
-def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def _rows(n: int, per_subject: int = 2) -> list[dict[str, str]]:
     return [
         {"image": f"../files/imagesTr/case_{i:03d}.nii.gz", "label": f"../files/labelsTr/case_{i:03d}.nii.gz",
@@ -161,7 +152,7 @@ def _rows(n: int, per_subject: int = 2) -> list[dict[str, str]]:
 
 
 def test_csv_manifest_relative_paths_and_subject_groups(tmp_path: Path, csv_case_files: Path) -> None:
-    manifest = _write_csv(tmp_path / "manifests" / "cases.csv", _rows(6))
+    manifest = write_csv(tmp_path / "manifests" / "cases.csv", _rows(6))
     info = read_csv(manifest)
     assert len(info.records) == 6
     for i, r in enumerate(info.records):
@@ -180,7 +171,7 @@ def test_csv_manifest_relative_paths_and_subject_groups(tmp_path: Path, csv_case
 
 
 def test_csv_manifest_through_the_config_tree(tmp_path: Path, csv_case_files: Path, compose_run) -> None:
-    manifest = _write_csv(tmp_path / "manifests" / "cases.csv", _rows(6))
+    manifest = write_csv(tmp_path / "manifests" / "cases.csv", _rows(6))
     cfg = compose_run(["data=csv", "data.spatial_dims=2", f"data.manifest={manifest}", "data.label_names=[background,dim,bright]",
                        "data.val_fraction=0.34", "data.test_fraction=0.34"])
     dm = instantiate(cfg.data)
@@ -195,7 +186,7 @@ def test_csv_manifest_through_the_config_tree(tmp_path: Path, csv_case_files: Pa
 def test_csv_manifest_naming_a_missing_file_names_it(tmp_path: Path, csv_case_files: Path) -> None:
     rows = _rows(4)
     rows[2]["label"] = "../files/labelsTr/case_that_is_missing.nii.gz"
-    manifest = _write_csv(tmp_path / "manifests" / "cases.csv", rows)
+    manifest = write_csv(tmp_path / "manifests" / "cases.csv", rows)
     with pytest.raises(MedvisionError) as err:
         read_csv(manifest)
     assert "case_that_is_missing.nii.gz" in str(err.value)
