@@ -1,0 +1,1 @@
+"""GAN-based augmentation: synthetic sample stores and their mixing into training."""
