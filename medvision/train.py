@@ -35,15 +35,22 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     A ``ckpt_path`` is checked before it is used: its task and network before anything is
     built, its tensors against the built model (a clear error instead of a state-dict dump).
 
+    Every run also gets :class:`~medvision.callbacks.reseed.ReseedEveryStep` (step randomness
+    as a function of seed, epoch and step: resumed runs and any ``num_workers`` make the same
+    steps) and ``use_distributed_sampler=False`` (the DataModule's samplers are DDP-aware).
+
     Returns:
         ``(datamodule, model, trainer, loggers)``.
     """
     from hydra.utils import instantiate
 
+    from medvision.callbacks.reseed import ReseedEveryStep
     from medvision.callbacks.run_config import RunConfigInCheckpoint
     from medvision.utils.checkpoint import check_checkpoint_fits, check_checkpoint_weights
     from medvision.utils.instantiate import instantiate_group
+    from medvision.utils.lightning_fixes import fix_mean_sync
 
+    fix_mean_sync()  # DDP: epoch means of self.log(sync_dist=True) over uneven counts (Lightning #21859)
     checkpoint = check_checkpoint_fits(cfg.get("ckpt_path"), config_for_checkpoint)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -51,9 +58,12 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     if checkpoint is not None:
         check_checkpoint_weights(checkpoint, cfg.ckpt_path, model, config_for_checkpoint)
         del checkpoint
-    callbacks = instantiate_group(cfg.get("callbacks")) + [RunConfigInCheckpoint(config_for_checkpoint)]
+    callbacks = instantiate_group(cfg.get("callbacks")) + [RunConfigInCheckpoint(config_for_checkpoint), ReseedEveryStep()]
     loggers = instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # The DataModules give their own samplers (medvision.data.sampling): seeded per epoch for
+    # training, each case exactly once over the DDP ranks for validation/test. Lightning's
+    # default would replace them with a DistributedSampler that pads (a case counted twice).
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, use_distributed_sampler=False)
     return datamodule, model, trainer, loggers
 
 
@@ -106,8 +116,27 @@ def check_output_dir(output_dir: Path, config: dict[str, Any], finished: tuple[s
         )
 
 
+def _keep_wandb_run(cfg: DictConfig, output_dir: Path, create: bool) -> None:
+    """Give a W&B logger without an ``id`` the run folder's id, so a resumed run logs to the same W&B run."""
+    from omegaconf import open_dict
+
+    from medvision.utils.resume import wandb_run_id
+
+    node = (cfg.get("logger") or {}).get("wandb")
+    if node is not None and not node.get("id"):
+        with open_dict(cfg):
+            node.id = wandb_run_id(output_dir, create=create)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (``cfg.train``) and test (``cfg.test``) the experiment described by ``cfg``.
+
+    With ``ckpt_path`` (a checkpoint path, or ``last``: the newest ``last.ckpt``/``preempted.ckpt``
+    of this run folder) training resumes: weights, optimiser, scheduler and loop counters come
+    from the checkpoint, the folder's earlier ``metrics.json``/``config_resolved.yaml`` are kept
+    as ``*.before_resume_<k>.*``, and a W&B logger continues the folder's W&B run.
+
+    Under DDP, only rank 0 writes files; every rank returns the same metrics.
 
     Args:
         cfg: the composed config (``conf/train.yaml`` and its groups).
@@ -116,20 +145,30 @@ def run(cfg: DictConfig) -> dict[str, float]:
         The final metrics (``val/...`` of the last validation, ``test/...`` of the best
         checkpoint), also written to ``<output_dir>/metrics.json``.
     """
+    from lightning.pytorch.utilities import rank_zero_only
+
     from medvision.utils.config import resolved_container
     from medvision.utils.io import atomic_write_text
     from medvision.utils.printing import print_config_tree
+    from medvision.utils.resume import keep_previous_results
     from medvision.utils.seeding import seed_everything
     from medvision.utils.validate import validate_config
 
+    output_dir = Path(cfg.paths.output_dir)
+    resuming = bool(cfg.get("ckpt_path"))
+    rank_zero = rank_zero_only.rank == 0  # DDP ranks > 0 are re-launched with LOCAL_RANK set
+    _keep_wandb_run(cfg, output_dir, create=rank_zero)
     config = resolved_container(cfg)
     validate_config(config)
-    output_dir = Path(cfg.paths.output_dir)
-    check_output_dir(output_dir, config, finished=("metrics.json", "checkpoints"), resuming=bool(cfg.get("ckpt_path")))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("print_config", True):
-        print_config_tree(cfg)
-    atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))
+    if rank_zero:
+        check_output_dir(output_dir, config, finished=("metrics.json", "checkpoints"), resuming=resuming)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            for kept in keep_previous_results(output_dir, ("metrics.json", "config_resolved.yaml")):
+                print(f"resuming in {output_dir}: the earlier {kept.name.split('.before_resume')[0]}* is kept as {kept.name}")
+        if cfg.get("print_config", True):
+            print_config_tree(cfg)
+        atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))
 
     seed_everything(cfg.seed)
     datamodule, model, trainer, loggers = build(cfg, config)
@@ -158,9 +197,19 @@ def _task(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Console entry point ``medvision-train`` (Hydra CLI: overrides, ``-m`` sweeps, ``--help``)."""
-    from medvision.utils.config import config_dir
+    """Console entry point ``medvision-train`` (Hydra CLI: overrides, ``-m`` sweeps, ``--help``).
 
+    ``ckpt_path=<run>/checkpoints/<name>.ckpt`` continues ``<run>`` in its own folder
+    (``hydra.run.dir=<run>`` is added unless given; :func:`medvision.utils.resume.resume_overrides`).
+    """
+    import sys
+
+    from medvision.utils.config import config_dir
+    from medvision.utils.hydra_speed import share_config_store
+    from medvision.utils.resume import resume_overrides
+
+    share_config_store()
+    sys.argv[1:] = resume_overrides(sys.argv[1:])
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_task)()
 
 

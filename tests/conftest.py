@@ -109,6 +109,21 @@ def short_run(medvision_home: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return train_in(medvision_home, tmp_path_factory.mktemp("short_run"), SHORT_RUN)
 
 
+
+def script_env(home: Path) -> dict[str, str]:
+    """The environment of a console script started by a test: what a user's shell would give it.
+
+    ``MEDVISION_HOME=home``, W&B offline, the tests' thread count; no forced tracebacks, the
+    default terminal width of a pipe, and no ``WANDB_SERVICE`` (an in-process W&B run of an
+    earlier test sets it; a console script is a process of its own and starts its own service).
+    """
+    env = dict(os.environ)
+    for var in ("HYDRA_FULL_ERROR", "MEDVISION_DEBUG", "COLUMNS", "LINES", "WANDB_SERVICE"):
+        env.pop(var, None)
+    env.update(MEDVISION_HOME=str(home), WANDB_MODE="offline", OMP_NUM_THREADS=str(THREADS), PYTHONUNBUFFERED="1")
+    return env
+
+
 def run_cli(
     script: str,
     args: Sequence[str],
@@ -130,16 +145,7 @@ def run_cli(
     """
     exe = BIN / script
     assert exe.is_file(), f"console script {script} is not installed next to {sys.executable}"
-    env = dict(os.environ)
-    # what a user sees: no forced tracebacks, the default terminal width of a pipe
-    for var in ("HYDRA_FULL_ERROR", "MEDVISION_DEBUG", "COLUMNS", "LINES"):
-        env.pop(var, None)
-    env.update(
-        MEDVISION_HOME=str(home or cwd),
-        WANDB_MODE="offline",
-        OMP_NUM_THREADS=str(THREADS),
-        PYTHONUNBUFFERED="1",
-    )
+    env = script_env(home or cwd)
     return subprocess.run(
         [str(exe), *args],
         cwd=cwd,

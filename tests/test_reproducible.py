@@ -1,4 +1,4 @@
-"""The same seed gives the same run; another seed another one."""
+"""The same seed gives the same run (also with a dataloader worker process); another seed another one."""
 
 from __future__ import annotations
 
@@ -31,3 +31,49 @@ def test_other_seed_gives_other_training(short_run: FinishedRun, medvision_home:
     assert other.metrics["test/dice_mean"] != short_run.metrics["test/dice_mean"]
     # ... but not the data split (split_seed is separate), so the test set is the same cases
     assert other.cfg.data.split_seed == short_run.cfg.data.split_seed
+
+
+def test_num_workers_0_and_1_give_identical_metrics(short_run: FinishedRun, medvision_home: Path, tmp_path: Path) -> None:
+    # the augmentation is seeded per sample from (seed, epoch, position), not per worker process
+    assert short_run.cfg.data.num_workers == 0
+    worker = train_in(medvision_home, tmp_path / "one_worker", [*SHORT_RUN, "data.num_workers=1"])
+    assert worker.cfg.data.num_workers == 1
+    assert worker.metrics == short_run.metrics
+
+
+def test_epoch_sampler_is_a_function_of_seed_and_epoch_split_over_ranks() -> None:
+    from medvision.data.sampling import EpochSampler
+
+    one = EpochSampler(7, seed=42)
+    one.set_epoch(3)
+    again = EpochSampler(7, seed=42)
+    again.set_epoch(3)
+    assert list(one) == list(again)
+    assert sorted(i for i, _ in one) == list(range(7))  # a permutation: every sample once
+    other_epoch = EpochSampler(7, seed=42)
+    other_epoch.set_epoch(4)
+    assert [i for i, _ in other_epoch] != [i for i, _ in one]
+
+    # 2 ranks: same global order (padded to 8), positions interleaved, the same augmentation seeds
+    ranks = [EpochSampler(7, seed=42, num_replicas=2, rank=r) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(3)
+    assert [len(r) for r in ranks] == [4, 4]
+    merged = [pair for pairs in zip(*(list(r) for r in ranks)) for pair in pairs]
+    assert merged[:7] == list(one) and merged[7][0] == merged[0][0]
+
+    # a resumed epoch skips the batches already done: the rest is what the full epoch had there
+    resumed = EpochSampler(7, seed=42, skip=3)
+    resumed.set_epoch(3)
+    assert list(resumed) == list(one)[3:]
+    assert list(resumed) == list(one), "skip applies to the first epoch iterated only"
+
+    # class-balanced draws are seeded the same way
+    weighted = [EpochSampler(6, seed=1, weights=[1, 1, 1, 1, 1, 10]) for _ in range(2)]
+    assert list(weighted[0]) == list(weighted[1])
+
+
+def test_eval_sampler_is_off_without_ddp() -> None:
+    from medvision.data.sampling import eval_sampler
+
+    assert eval_sampler(list(range(3))) is None

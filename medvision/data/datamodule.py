@@ -19,6 +19,7 @@ from monai.transforms import Compose
 
 from medvision.data.audit import AuditReport, audit
 from medvision.data.records import DatasetInfo, Record, read_csv, read_msd
+from medvision.data.sampling import EpochSampler, SeededDataset, eval_sampler, resumed_batches
 from medvision.data.sources import DatasetSource, prepare
 from medvision.data.splits import SPLITS, group_split
 from medvision.utils.errors import MedvisionError
@@ -145,7 +146,7 @@ class VolumeDataModule(pl.LightningDataModule):
         """Audit every case of the manifest: print the result, write the JSON report, return it.
 
         It applies no policy (``on_invalid``); :attr:`info` and :attr:`splits` do. Every rank
-        may run it: the result is the same; only rank 0 prints.
+        may run it: the result is the same; only rank 0 prints and writes the report.
 
         Args:
             raw: the manifest's records (default: read them).
@@ -166,7 +167,7 @@ class VolumeDataModule(pl.LightningDataModule):
         )
         if rank_zero_only.rank == 0:
             report.print(root=Path(raw.source).parent if raw.source else None)
-        if self.audit_report:
+        if self.audit_report and rank_zero_only.rank == 0:  # DDP: one writer
             inputs = [raw.source, *(r[k] for r in raw.records for k in ("image", "label"))]
             refuse_input_as_output(self.audit_report, inputs, what="data.audit_report")
             report.write(self.audit_report, policy=self.on_invalid)
@@ -276,24 +277,28 @@ class VolumeDataModule(pl.LightningDataModule):
             )
 
     # ----------------------------------------------------------------- loaders
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Any, batch_size: int, sampler: Any) -> DataLoader:
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches (patches, when the augmentation samples them)."""
-        return self._loader("train", self.batch_size, shuffle=True)
+        """Training batches (patches, when the augmentation samples them): order and augmentation
+        are a function of the run's seed and the epoch (:class:`medvision.data.sampling.EpochSampler`),
+        split over DDP ranks."""
+        dataset = self.datasets["train"]
+        sampler = EpochSampler(len(dataset), skip=resumed_batches(self.trainer) * self.batch_size)
+        return self._loader(SeededDataset(dataset), self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
-        """Whole validation volumes."""
-        return self._loader("val", self.val_batch_size, shuffle=False)
+        """Whole validation volumes, each once over all DDP ranks."""
+        return self._loader(self.datasets["val"], self.val_batch_size, eval_sampler(self.datasets["val"]))
 
     def test_dataloader(self) -> DataLoader:
-        """Whole test volumes."""
-        return self._loader("test", self.val_batch_size, shuffle=False)
+        """Whole test volumes, each once over all DDP ranks."""
+        return self._loader(self.datasets["test"], self.val_batch_size, eval_sampler(self.datasets["test"]))
