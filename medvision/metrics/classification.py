@@ -17,8 +17,9 @@ differs: torchmetrics thresholds multi-label scores with ``>`` where MedMNIST us
 matters only for a probability of exactly 0.5.
 
 The other metrics: F1, precision, recall (sensitivity) and specificity (binary: of the
-positive class; otherwise macro averages), balanced accuracy (macro recall), per-class AUROC
-(``auc_<label>``) and the confusion matrix (kept, not logged as a scalar).
+positive class; otherwise macro averages), balanced accuracy (macro recall), per-class recall
+(``recall_<label>``, single-label tasks) and AUROC (``auc_<label>``), and the confusion matrix
+(kept, not logged as a scalar).
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class ClassificationMetrics(torch.nn.Module):
         if task != "multilabel":
             # balanced accuracy = mean of per-class recall (binary: (sensitivity + specificity) / 2)
             self.balanced_acc = tmc.MulticlassRecall(n, average="macro")
+            # recall of each class (e.g. the minority class of an imbalanced task)
+            self.per_class_recall = tmc.MulticlassRecall(n, average=None)
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities: softmax over classes, or a sigmoid per label (multi-label)."""
@@ -113,13 +116,17 @@ class ClassificationMetrics(torch.nn.Module):
         self.per_class_auc.update(probs, target)
         self.confusion.update(probs, target)
         self.balanced_acc.update(probs, target)
+        self.per_class_recall.update(probs, target)
 
     def compute(self, prefix: str) -> dict[str, float]:
         """``{prefix}/acc``, ``/auc``, ``/f1``, ``/precision``, ``/recall``, ``/specificity``,
-        ``/balanced_acc`` (single-label tasks) and ``{prefix}/auc_<label>`` per class."""
+        ``/balanced_acc`` and ``{prefix}/recall_<label>`` per class (single-label tasks), and
+        ``{prefix}/auc_<label>`` per class."""
         out = {f"{prefix}/{k}": float(v) for k, v in self.scalars.compute().items()}
         if self.task != "multilabel":
             out[f"{prefix}/balanced_acc"] = float(self.balanced_acc.compute())
+            for name, value in zip(self.label_names, self.per_class_recall.compute().tolist()):
+                out[f"{prefix}/recall_{safe_name(name)}"] = float(value)
         for name, value in zip(self.label_names, self.per_class_auc.compute().tolist()):
             out[f"{prefix}/auc_{safe_name(name)}"] = float(value)
         return out
@@ -135,3 +142,4 @@ class ClassificationMetrics(torch.nn.Module):
         self.confusion.reset()
         if self.task != "multilabel":
             self.balanced_acc.reset()
+            self.per_class_recall.reset()

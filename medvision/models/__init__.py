@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ClassifierModule", "SegmenterModule"]
+__all__ = ["ClassifierModule", "GANModule", "SegmenterModule"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from medvision.models.classifier import ClassifierModule
 
         return ClassifierModule
+    if name == "GANModule":
+        from medvision.models.gan import GANModule
+
+        return GANModule
     raise AttributeError(name)

@@ -93,7 +93,7 @@ class ClassifierModule(MedvisionModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics, "test")
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
         """Class probabilities (softmax) or label probabilities (sigmoid)."""
         return self.val_metrics.scores(self(_plain(batch["image"])))
 
