@@ -50,8 +50,9 @@ def test_gradcam_overlays_after_training(tmp_path: Path) -> None:
     events = EventAccumulator(str(run.output_dir / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     tags = events.Tags()["images"]
-    assert len([t for t in tags if t.startswith("gradcam/")]) == N_IMAGES, tags
-    encoded = events.Images(tags[0])[-1]
+    gradcam_tags = sorted(t for t in tags if t.startswith("gradcam/"))  # beside them: confusion/ROC pictures
+    assert len(gradcam_tags) == N_IMAGES, tags
+    encoded = events.Images(gradcam_tags[0])[-1]
     assert (encoded.height, encoded.width) == np.asarray(Image.open(pngs[0])).shape[:2]
 
 

@@ -11,7 +11,6 @@ MONAI's ``GradCAM`` registers never touch the trained model.
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import nn
+
+from medvision.callbacks.images import safe_stem, save_pictures, to_unit
 
 #: target layer per network class (names relative to the network): the last block whose output
 #: is still a spatial feature map. Anything else: the last convolution of the network.
@@ -60,11 +61,6 @@ def jet(values: np.ndarray) -> np.ndarray:
     return np.clip(1.5 - np.abs(4.0 * v - 4.0 * centres), 0.0, 1.0)
 
 
-def _to_unit(x: np.ndarray) -> np.ndarray:
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-
-
 def overlay_image(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45, min_side: int = 128) -> np.ndarray:
     """``[image | heatmap over image]`` as an RGB ``uint8`` array (H, 2W, 3).
 
@@ -77,12 +73,12 @@ def overlay_image(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45, min_s
     if image.ndim == 4:  # (C, H, W, D): the middle slice
         mid = image.shape[-1] // 2
         image, cam = image[..., mid], cam[..., mid]
-    base = _to_unit(image.astype(np.float64))
+    base = to_unit(image.astype(np.float64))
     rgb = np.repeat(base[:1], 3, axis=0) if base.shape[0] != 3 else base
     rgb = np.moveaxis(rgb, 0, -1)
-    blend = (1.0 - alpha) * rgb + alpha * jet(_to_unit(cam.astype(np.float64)))
+    blend = (1.0 - alpha) * rgb + alpha * jet(to_unit(cam.astype(np.float64)))
     picture = np.concatenate([rgb, blend], axis=1)
-    scale = max(1, -(-min_side // max(image.shape[-2:])))
+    scale = max(1, -(-min_side // max(image.shape[-2:])))  # from the image's side, not the pair's
     picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
     return (picture * 255.0 + 0.5).astype(np.uint8)
 
@@ -166,9 +162,9 @@ class GradCAMOverlays(pl.Callback):
         names = list(getattr(pl_module, "label_names", []))
         multilabel = getattr(pl_module, "task", "") == "multilabel"
         folder = self.output_dir / self.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        pictures: list[tuple[np.ndarray, str]] = []
-        self.written = []
+        pictures: list[np.ndarray] = []
+        captions: list[str] = []
+        paths: list[Path] = []
         with torch.inference_mode(False), torch.enable_grad():
             for k, (image, label, sample_id) in enumerate(self._samples(trainer)):
                 x = image[None].to(pl_module.device).float().clone().requires_grad_(True)
@@ -176,31 +172,11 @@ class GradCAMOverlays(pl.Callback):
                     logits = net(x)
                 idx = self._class_index(logits, label, multilabel)
                 heat = cam(x, class_idx=idx)[0, 0].detach().cpu().numpy()
-                picture = overlay_image(image.detach().cpu().numpy(), heat, self.alpha)
+                pictures.append(overlay_image(image.detach().cpu().numpy(), heat, self.alpha))
                 predicted = int(logits.argmax(dim=1)[0])
                 true = "" if multilabel else int(label.reshape(-1)[0])
                 name_of = (lambda j: names[j] if isinstance(j, int) and j < len(names) else str(j))  # noqa: E731
-                caption = f"{sample_id} true={name_of(true)} pred={name_of(predicted)} cam={name_of(idx)}"
-                stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{k:02d}_{sample_id}_true-{name_of(true)}_pred-{name_of(predicted)}")
-                path = folder / f"{stem}.png"
-                _write_png(path, picture)
-                self.written.append(path)
-                pictures.append((picture, caption))
-        self._log(trainer, pictures)
-
-    def _log(self, trainer: pl.Trainer, pictures: list[tuple[np.ndarray, str]]) -> None:
-        step = trainer.global_step
-        for logger in trainer.loggers:
-            kind = type(logger).__name__
-            if kind == "TensorBoardLogger":
-                for k, (picture, _) in enumerate(pictures):
-                    logger.experiment.add_image(f"gradcam/{k:02d}", picture, step, dataformats="HWC")
-                logger.experiment.flush()
-            elif kind == "WandbLogger":
-                logger.log_image(key="gradcam", images=[p for p, _ in pictures], caption=[c for _, c in pictures], step=step)
-
-
-def _write_png(path: Path, picture: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(picture).save(path)
+                captions.append(f"{sample_id} true={name_of(true)} pred={name_of(predicted)} cam={name_of(idx)}")
+                stem = safe_stem(f"{k:02d}_{sample_id}_true-{name_of(true)}_pred-{name_of(predicted)}")
+                paths.append(folder / f"{stem}.png")
+        self.written = save_pictures(trainer, "gradcam", pictures, paths, captions=captions)

@@ -97,6 +97,10 @@ class SegmenterModule(MedvisionModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics, "test")
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
+        """Class probabilities (softmax over channels) of whole images, by sliding window."""
+        return torch.softmax(self.infer(batch["image"]).float(), dim=1)
+
     def _log_epoch(self, metrics: SegmentationMetrics, prefix: str) -> None:
         values = metrics.compute(prefix)  # gathers across ranks: called on every rank
         metrics.reset()

@@ -1,0 +1,503 @@
+"""``medvision-predict ckpt_path=... input=<file|folder> output=<folder>``: use a trained model.
+
+Segmentation checkpoints write one NIfTI mask per case **in the input's original space** (same
+shape, same affine, same orientation, integer labels; optionally the class probabilities as a
+4D NIfTI beside it). Classification checkpoints write one CSV of class probabilities.
+
+The preprocessing is the run's own: the ``data.transforms.load`` pipeline stored in the
+checkpoint (:func:`medvision.utils.config.config_from_checkpoint`), never retyped. Segmentation
+runs sliding-window inference with the run's ``model.inferer`` settings, then inverts the
+spatial steps of that pipeline (MONAI ``Invertd``: padding, cropping, resampling, reorienting)
+on the probabilities and takes the arg-max in the original grid.
+
+Inputs: a NIfTI file, a DICOM series (a folder of ``.dcm`` files of one Series Instance UID;
+read by MONAI's readers), a 2D image file, or a folder of those. A case that fails (unreadable, wrong dimensionality, ...)
+is reported with its file and problem and skipped; the other cases are still written. The
+command then exits with :data:`PARTIAL_FAILURE_EXIT_CODE` (3), so that a pipeline notices; it
+exits 0 only when every case was written. Outputs never overwrite an input, and an existing
+output file is refused unless ``overwrite=true``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from medvision.utils.errors import MedvisionError, report_user_errors
+
+#: exit status when some cases failed and every other case was written
+PARTIAL_FAILURE_EXIT_CODE = 3
+
+#: what the model must know of its data, stored in the checkpoint's hyperparameters
+#: (the keys of the datamodules' ``model_kwargs()``)
+DATA_KWARGS: tuple[str, ...] = ("label_names", "in_channels", "task", "spatial_dims")
+
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+DICOM_SUFFIX = ".dcm"
+PICTURE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+SUFFIXES: tuple[str, ...] = (*NIFTI_SUFFIXES, DICOM_SUFFIX, *PICTURE_SUFFIXES)
+
+
+# ----------------------------------------------------------------------------- files
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); on success it is renamed to ``path``.
+
+    For writers that take a file name (NIfTI, TorchScript, ONNX): a reader never sees a
+    half-written file and a crash never leaves one.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(dest.suffixes[-2:]) if dest.name.endswith(".nii.gz") else dest.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@dataclass
+class Case:
+    """One input to predict: a file, or a DICOM series (a folder of ``.dcm`` files)."""
+
+    name: str
+    path: Path
+    outputs: list[Path] = field(default_factory=list)
+
+
+def _stem(path: Path) -> str:
+    for suffix in SUFFIXES:
+        if path.name.lower().endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.stem
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(DICOM_SUFFIX))
+
+
+def find_cases(source: str | Path, spatial_dims: int) -> list[Case]:
+    """The cases of ``input``: a file, a DICOM series folder, or a folder of files and series.
+
+    With a 3D model a folder of ``.dcm`` files is one series (one case); with a 2D model each
+    ``.dcm`` file is a case.
+
+    Raises:
+        MedvisionError: ``input`` is missing, holds nothing to predict, or two cases share a name.
+    """
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise MedvisionError(f"input={source} does not exist", fix="pass input=<NIfTI file | DICOM series folder | folder of cases>")
+    if root.is_file():
+        if not root.name.lower().endswith(SUFFIXES):
+            raise MedvisionError(f"input={source} is not a file medvision-predict reads ({', '.join(SUFFIXES)})",
+                                 fix="pass a NIfTI file, a DICOM series folder or a folder of cases")
+        return [Case(_stem(root), root)]
+    cases: list[Case] = []
+    series_here = spatial_dims == 3 and _dicom_files(root)
+    if series_here:
+        cases.append(Case(root.name, root))
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and spatial_dims == 3 and _dicom_files(entry):
+            cases.append(Case(entry.name, entry))
+        elif entry.is_file() and entry.name.lower().endswith(SUFFIXES) and not entry.name.startswith("."):
+            if not (series_here and entry.name.lower().endswith(DICOM_SUFFIX)):
+                cases.append(Case(_stem(entry), entry))
+    if not cases:
+        raise MedvisionError(f"input={source} holds no file medvision-predict reads ({', '.join(SUFFIXES)}) "
+                             "and no DICOM series folder", fix="point input= at your images")
+    seen: dict[str, Path] = {}
+    for case in cases:
+        if case.name in seen:
+            raise MedvisionError(f"two inputs would write the same output name {case.name!r}: {seen[case.name]} and {case.path}",
+                                 fix="rename one of them or predict them separately")
+        seen[case.name] = case.path
+    return cases
+
+
+# ----------------------------------------------------------------------------- model
+def load_module(ckpt_path: str | Path) -> tuple[Any, DictConfig]:
+    """Rebuild the LightningModule of a medvision checkpoint, weights loaded, in eval mode.
+
+    The model is built from the run config stored in the checkpoint; what it knew of the data
+    (label names, channels, task) comes from the checkpoint's hyperparameters, so the training
+    data need not exist here.
+
+    Args:
+        ckpt_path: a ``.ckpt`` written by ``medvision-train``.
+
+    Returns:
+        ``(module, run_config)``.
+
+    Raises:
+        MedvisionError: the file is not a readable medvision checkpoint, or its tensors do not
+            fit the model its config builds.
+    """
+    from hydra.utils import instantiate
+
+    from medvision.utils.checkpoint import check_checkpoint_weights, load_checkpoint
+    from medvision.utils.config import CHECKPOINT_CONFIG_KEY, resolved_container
+
+    checkpoint = load_checkpoint(ckpt_path)
+    saved = OmegaConf.create(checkpoint[CHECKPOINT_CONFIG_KEY])
+    hparams = checkpoint.get("hyper_parameters") or {}
+    kwargs = {key: hparams[key] for key in DATA_KWARGS if key in hparams}
+    module = instantiate(saved.model, **kwargs)
+    check_checkpoint_weights(checkpoint, ckpt_path, module, resolved_container(saved))
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval(), saved
+
+
+def problem_of(module: Any) -> str:
+    """``segmentation`` or ``classification``.
+
+    Raises:
+        MedvisionError: the checkpoint holds another kind of model (e.g. a GAN).
+    """
+    from medvision.models.classifier import ClassifierModule
+    from medvision.models.segmenter import SegmenterModule
+
+    if isinstance(module, SegmenterModule):
+        return "segmentation"
+    if isinstance(module, ClassifierModule):
+        return "classification"
+    raise MedvisionError(f"medvision-predict uses segmenters and classifiers, not a {type(module).__name__}",
+                         fix="pass the checkpoint of a segmentation or classification run")
+
+
+def spatial_dims_of(run_cfg: DictConfig, module: Any) -> int:
+    """2 or 3: the dimensionality the model was trained on."""
+    dims = module.hparams.get("spatial_dims") if hasattr(module, "hparams") else None
+    return int(dims or OmegaConf.select(run_cfg, "data.spatial_dims", default=3))
+
+
+# ----------------------------------------------------------------------------- preprocessing
+def preprocessing(run_cfg: DictConfig, reader_steps: DictConfig | None = None) -> Any:
+    """The run's deterministic preprocessing (``data.transforms.load``) as one MONAI ``Compose``.
+
+    Args:
+        run_cfg: the run config stored in the checkpoint.
+        reader_steps: steps put first when the run's pipeline reads no file itself (classifiers
+            trained on in-memory arrays; ``classifier_input`` of ``conf/predict.yaml``).
+    """
+    from hydra.utils import instantiate
+    from monai.transforms import Compose, LoadImaged
+
+    from medvision.data.arrays import transform_steps
+
+    load = OmegaConf.select(run_cfg, "data.transforms.load")
+    steps = transform_steps(instantiate(load, _convert_="all") if load is not None else None)
+    if reader_steps is not None and not any(isinstance(t, LoadImaged) for t in steps):
+        steps = transform_steps(instantiate(reader_steps, _convert_="all")) + steps
+    return Compose(steps)
+
+
+def check_one_series(folder: Path) -> None:
+    """Refuse a DICOM folder that mixes series: MONAI's reader would stack their slices into one volume.
+
+    Raises:
+        ValueError: the ``.dcm`` files hold more than one Series Instance UID (or none).
+    """
+    import pydicom
+
+    uids = {str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).get("SeriesInstanceUID", ""))
+            for f in _dicom_files(folder)}
+    if len(uids) != 1 or "" in uids:
+        raise ValueError(f"the folder holds {len(uids - {''})} DICOM series (Series Instance UIDs {sorted(uids)}), "
+                         "not one: put each series in its own folder")
+
+
+def _load_case(transform: Any, case: Case) -> dict[str, Any]:
+    """Apply the preprocessing to one case; steps that also name ``label`` run on the image alone."""
+    from monai.transforms import allow_missing_keys_mode
+
+    if case.path.is_dir():
+        check_one_series(case.path)
+    with allow_missing_keys_mode(transform):
+        return transform({"image": str(case.path), "id": case.name})
+
+
+def _check_dims(image: Any, spatial_dims: int, case: Case) -> None:
+    if image.ndim - 1 != spatial_dims:
+        raise ValueError(f"{case.path} gives a {image.ndim - 1}D image {tuple(image.shape)} after preprocessing; "
+                         f"the model takes {spatial_dims}D images")
+
+
+# ----------------------------------------------------------------------------- segmentation
+def write_nifti(array: Any, affine: Any, path: Path, like: Path | None = None) -> None:
+    """Write ``array`` (spatial axes first) as NIfTI with exactly ``affine``, atomically (nibabel).
+
+    Args:
+        array: the voxels; a 4th axis holds one volume per class.
+        affine: voxel -> RAS world (mm), written to the sform and the qform.
+        path: the ``.nii.gz`` file.
+        like: a NIfTI input whose sform/qform codes are kept (default: 1, scanner coordinates,
+            as for DICOM inputs).
+    """
+    import nibabel as nib
+
+    qform_code, sform_code = 1, 1
+    if like is not None and like.is_file() and like.name.lower().endswith(NIFTI_SUFFIXES):
+        header = nib.load(like).header
+        qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"]) or 1
+    image = nib.Nifti1Image(array, affine)
+    image.set_sform(affine, code=sform_code)
+    image.set_qform(affine, code=qform_code)
+    image.header.set_xyzt_units("mm")
+    with atomic_output(path) as tmp:
+        nib.save(image, tmp)
+
+
+def segment_case(module: Any, transform: Any, case: Case, device: Any, spatial_dims: int,
+                 save_probabilities: bool) -> None:
+    """Predict one case and write its mask (and probabilities) in the input's original space."""
+    import numpy as np
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import Invertd
+
+    data = _load_case(transform, case)
+    image = data["image"]
+    _check_dims(image, spatial_dims, case)
+    with torch.no_grad():
+        probs = module.predict_step({"image": image[None].to(device)}, 0)[0].float().cpu()
+    data["pred"] = MetaTensor(probs)  # Invertd gives it the image's metadata and applied operations
+    inverted = Invertd(keys="pred", transform=transform, orig_keys="image", nearest_interp=False)(data)["pred"]
+    original_affine = np.asarray(image.meta.get("original_affine", image.meta["affine"]), dtype=np.float64)
+    shape = tuple(int(s) for s in image.meta["spatial_shape"])
+    if tuple(inverted.shape[1:]) != shape or not np.allclose(np.asarray(inverted.affine), original_affine, atol=1e-3):
+        raise RuntimeError(f"inverting the preprocessing of {case.path} gave shape {tuple(inverted.shape[1:])} and affine "
+                           f"{np.asarray(inverted.affine).tolist()}, not the input's {shape} and {original_affine.tolist()}")
+    probabilities = inverted.as_tensor().numpy().astype(np.float32)
+    dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
+    write_nifti(probabilities.argmax(0).astype(dtype), original_affine, case.outputs[0], like=case.path)
+    if save_probabilities:
+        write_nifti(np.moveaxis(probabilities, 0, -1), original_affine, case.outputs[1], like=case.path)
+
+
+# ----------------------------------------------------------------------------- classification
+def classify_case(module: Any, transform: Any, case: Case, device: Any, spatial_dims: int) -> list[float]:
+    """Class (or label) probabilities of one case."""
+    import torch
+
+    image = _load_case(transform, case)["image"]
+    in_channels = int(module.hparams.get("in_channels", image.shape[0]))
+    if image.shape[0] == 1 and in_channels == 3:  # grey file, model trained on grey repeated to RGB
+        image = image.repeat(3, *([1] * (image.ndim - 1)))
+    if image.shape[0] != in_channels:
+        raise ValueError(f"{case.path} has {image.shape[0]} channels; the model takes {in_channels}")
+    _check_dims(image, spatial_dims, case)
+    with torch.no_grad():
+        scores = module.predict_step({"image": torch.as_tensor(image)[None].float().to(device)}, 0)
+    return [float(v) for v in scores[0].cpu().tolist()]
+
+
+def probabilities_csv(rows: Sequence[tuple[Case, list[float]]], label_names: Sequence[str], task: str) -> str:
+    """CSV text: ``case,input,predicted,p_<label>...`` (multi-label: ``;``-joined positives at 0.5)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["case", "input", "predicted", *(f"p_{name}" for name in label_names)])
+    for case, probs in rows:
+        if task == "multilabel":
+            predicted = ";".join(n for n, p in zip(label_names, probs) if p >= 0.5)
+        else:
+            predicted = label_names[max(range(len(probs)), key=probs.__getitem__)]
+        writer.writerow([case.name, str(case.path), predicted, *(f"{p:.6g}" for p in probs)])
+    return out.getvalue()
+
+
+# ----------------------------------------------------------------------------- the command
+@dataclass
+class PredictionSummary:
+    """What a prediction wrote and what it skipped."""
+
+    written: dict[str, list[str]]
+    failed: dict[str, str]
+    csv: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every case was written, :data:`PARTIAL_FAILURE_EXIT_CODE` otherwise."""
+        return PARTIAL_FAILURE_EXIT_CODE if self.failed else 0
+
+
+def _classifier_input(cfg: DictConfig, run_cfg: DictConfig, spatial_dims: int) -> DictConfig | None:
+    """``cfg.classifier_input`` with ``${data...}`` resolved against the run's data config and
+    ``${train_size}`` = the run's ``data.size`` on each spatial axis (-1: keep the file's size)."""
+    if not cfg.get("classifier_input"):
+        return None
+    size = OmegaConf.select(run_cfg, "data.size", default=None)
+    train_size = [int(size) if size else -1] * spatial_dims
+    node = OmegaConf.create({"data": run_cfg.get("data") or {}, "train_size": train_size,
+                             "classifier_input": OmegaConf.to_container(cfg.classifier_input, resolve=False)})
+    return node.classifier_input
+
+
+def _root_cause(err: BaseException) -> str:
+    """``Type: first line`` of the innermost cause (MONAI wraps errors in "applying transform ...")."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _plan_outputs(cases: list[Case], output: Path, problem: str, cfg: DictConfig) -> Path | None:
+    """Set every case's output files; refuse outputs that are inputs or exist (unless ``overwrite``)."""
+    from medvision.utils.io import refuse_input_as_output
+
+    inputs = [c.path for c in cases]
+    refuse_input_as_output(output, [cfg.input, *inputs], what="output")
+    csv_path = None
+    if problem == "segmentation":
+        for case in cases:
+            case.outputs = [output / f"{case.name}.nii.gz"]
+            if cfg.save_probabilities:
+                case.outputs.append(output / f"{case.name}_probabilities.nii.gz")
+        planned = [p for c in cases for p in c.outputs]
+    else:
+        csv_path = output / cfg.csv_name
+        for case in cases:
+            case.outputs = [csv_path]
+        planned = [csv_path]
+    for path in planned:
+        refuse_input_as_output(path, inputs, what="output")
+    if cfg.get("summary"):
+        refuse_input_as_output(cfg.summary, inputs, what="summary")
+    existing = [str(p) for p in planned if p.exists()]
+    if existing and not cfg.overwrite:
+        raise MedvisionError(f"{len(existing)} output file(s) exist already (e.g. {existing[0]}); they are not overwritten",
+                             fix="choose another output=<folder>, or pass overwrite=true to replace them")
+    return csv_path
+
+
+def predict(cfg: DictConfig) -> PredictionSummary:
+    """Predict every case of ``cfg.input`` with the model of ``cfg.ckpt_path`` into ``cfg.output``.
+
+    Args:
+        cfg: the composed ``predict`` config (``conf/predict.yaml``).
+
+    Returns:
+        The cases written (case -> files) and the cases skipped (case -> problem); also written
+        to ``cfg.summary`` as JSON.
+
+    Raises:
+        MedvisionError: a usage problem found before any case is predicted (no checkpoint, no
+            input, outputs that exist or are inputs).
+    """
+    from medvision.utils.io import atomic_write_json, atomic_write_text
+
+    for key in ("ckpt_path", "input", "output"):
+        if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
+            raise MedvisionError(f"medvision-predict needs {key}=",
+                                 fix="medvision-predict ckpt_path=<run>/checkpoints/best.ckpt input=<file|folder> output=<folder>")
+    if cfg.get("print_config"):
+        from medvision.utils.printing import print_config_tree
+
+        print_config_tree(cfg)
+    module, run_cfg = load_module(cfg.ckpt_path)
+    problem = problem_of(module)
+    spatial_dims = spatial_dims_of(run_cfg, module)
+    if problem == "segmentation" and cfg.get("inferer"):
+        module.inferer.update(OmegaConf.to_container(cfg.inferer, resolve=True))
+    reader_steps = _classifier_input(cfg, run_cfg, spatial_dims) if problem == "classification" else None
+    transform = preprocessing(run_cfg, reader_steps)
+
+    cases = find_cases(cfg.input, spatial_dims)
+    output = Path(cfg.output).expanduser()
+    csv_path = _plan_outputs(cases, output, problem, cfg)
+    output.mkdir(parents=True, exist_ok=True)
+    rows, failed = _predict_cases(cfg, module.to(_device(cfg.device)), transform, cases, problem, spatial_dims)
+    written = {c.name: [str(p) for p in c.outputs] for c in cases if c.name not in failed}
+    if csv_path is not None and rows:
+        atomic_write_text(csv_path, probabilities_csv(rows, list(module.label_names), getattr(module, "task", "multiclass")))
+    summary = PredictionSummary(written, failed, str(csv_path) if csv_path is not None and rows else None)
+    if cfg.get("summary"):
+        atomic_write_json(cfg.summary, {"ckpt_path": str(cfg.ckpt_path), "input": str(cfg.input), "output": str(output),
+                                        "written": written, "failed": failed})
+    _print_summary(summary, len(cases), output)
+    return summary
+
+
+def _predict_cases(cfg: DictConfig, module: Any, transform: Any, cases: list[Case], problem: str,
+                   spatial_dims: int) -> tuple[list[tuple[Case, list[float]]], dict[str, str]]:
+    """Predict case by case under a progress bar; a failing case is recorded and skipped.
+
+    Returns:
+        The classification rows (case, probabilities) and the failed cases (name -> problem).
+    """
+    from rich.progress import track
+
+    from medvision.utils.errors import show_tracebacks
+
+    device = next(module.parameters()).device
+    rows: list[tuple[Case, list[float]]] = []
+    failed: dict[str, str] = {}
+    for case in track(cases, description=f"predicting {len(cases)} case(s)", console=_console(), transient=True):
+        try:
+            if problem == "segmentation":
+                segment_case(module, transform, case, device, spatial_dims, bool(cfg.save_probabilities))
+            else:
+                rows.append((case, classify_case(module, transform, case, device, spatial_dims)))
+        except Exception as err:  # noqa: BLE001 - a bad case is reported and skipped, the rest goes on
+            if show_tracebacks():
+                raise
+            failed[case.name] = f"{case.path}: {_root_cause(err)}"
+    return rows, failed
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _print_summary(summary: PredictionSummary, total: int, output: Path) -> None:
+    from rich.markup import escape
+
+    console = _console()
+    console.print(f"medvision-predict: {len(summary.written)} of {total} case(s) written to {escape(str(output))}",
+                  highlight=False)
+    for name, problem in summary.failed.items():
+        console.print(f"[bold red]skipped[/] {escape(name)}: {escape(problem)}", highlight=False)
+
+
+@report_user_errors
+def _task(cfg: DictConfig) -> None:
+    code = predict(cfg).exit_code
+    if code:
+        sys.exit(code)
+
+
+def main() -> None:
+    """Console entry point ``medvision-predict`` (exit 0: all written; 3: some cases skipped; 2: user error)."""
+    from medvision.utils.config import config_dir
+
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")(_task)()
+
+
+if __name__ == "__main__":
+    main()
