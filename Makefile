@@ -1,6 +1,7 @@
 # medvision: two commands a newcomer needs. Each creates .venv if it is missing.
 #   make train   run the default experiment (3D U-Net on the embedded MNI152 tissue data, CPU)
 #   make test    run the test suite
+#   make bench   benchmark suite vs a plain MONAI loop -> BENCHMARKS.md (BENCH_ARGS="--only 1,2")
 # GPU users: set TORCH_SPEC to the torch build for their CUDA, e.g.
 #   make train TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 PYTHON ?= python3
@@ -9,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medvision-installed
 
-.PHONY: train test venv clean-venv
+.PHONY: train test bench venv clean-venv
 
 venv: $(STAMP)
 
@@ -25,6 +26,9 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench/run.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
