@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from medvision.utils.io import atomic_write_bytes
 
 
 def to_unit(x: np.ndarray) -> np.ndarray:
@@ -43,34 +44,6 @@ def png_bytes(picture: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(picture)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    The binary twin of :func:`medvision.utils.io.atomic_write_text`: a reader never sees a
-    half-written picture, a crash never leaves one.
-
-    Args:
-        path: destination file; its parent folder is created if missing.
-        data: the content.
-
-    Returns:
-        The destination path.
-    """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
 
 
 def write_png(path: str | os.PathLike[str], picture: np.ndarray) -> Path:
