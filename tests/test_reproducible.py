@@ -1,4 +1,4 @@
-"""The same seed gives the same run (also with a dataloader worker process); another seed another one."""
+"""The same seed gives the same run (also with a dataloader worker process or the thread loader); another seed another one."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ def test_num_workers_0_and_1_give_identical_metrics(short_run: FinishedRun, medv
     worker = train_in(medvision_home, tmp_path / "one_worker", [*SHORT_RUN, "data.num_workers=1"])
     assert worker.cfg.data.num_workers == 1
     assert worker.metrics == short_run.metrics
+
+
+def test_thread_loader_gives_identical_metrics(short_run: FinishedRun, medvision_home: Path, tmp_path: Path) -> None:
+    # data.loader=thread makes the next batch in a background thread: the same samples, the same run
+    from monai.data import ThreadDataLoader
+
+    assert short_run.cfg.data.loader == "torch"
+    threaded = train_in(medvision_home, tmp_path / "thread", [*SHORT_RUN, "data.loader=thread"])
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(threaded.cfg.data)
+    datamodule.setup("fit")
+    assert isinstance(datamodule.train_dataloader(), ThreadDataLoader)
+    assert threaded.metrics == short_run.metrics
 
 
 def test_epoch_sampler_is_a_function_of_seed_and_epoch_split_over_ranks() -> None:

@@ -282,16 +282,9 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         return EpochSampler(size, weights=1.0 / np.maximum(counts[labels], 1.0), skip=skip)
 
     def _loader(self, dataset: Any, batch_size: int, sampler: Any) -> Any:
-        from monai.data import DataLoader
+        from medvision.data.loaders import make_loader
 
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        return make_loader(dataset, batch_size, sampler, self.num_workers, self.pin_memory)
 
     def _eval_loader(self, split: str) -> Any:
         from medvision.data.sampling import eval_sampler

@@ -18,6 +18,7 @@ from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 from monai.transforms import Compose
 
 from medvision.data.audit import AuditReport, audit
+from medvision.data.loaders import check_loader, make_loader
 from medvision.data.records import DatasetInfo, Record, read_csv, read_msd
 from medvision.data.sampling import EpochSampler, SeededDataset, eval_sampler, resumed_batches
 from medvision.data.sources import DatasetSource, prepare
@@ -57,6 +58,8 @@ class VolumeDataModule(pl.LightningDataModule):
         batch_size: training batch size (volumes; patch samplers multiply it).
         val_batch_size: batch size of validation and test (whole volumes).
         num_workers: DataLoader worker processes.
+        loader: ``torch`` (MONAI's ``DataLoader``) or ``thread`` (batches made ahead in a
+            background thread; :mod:`medvision.data.loaders`).
         cache: ``none``, ``memory`` (``CacheDataset``) or ``disk`` (``PersistentDataset``).
         cache_dir: folder of the disk cache.
         pin_memory: pin host memory (useful on GPU).
@@ -85,6 +88,7 @@ class VolumeDataModule(pl.LightningDataModule):
         batch_size: int = 2,
         val_batch_size: int = 1,
         num_workers: int = 0,
+        loader: str = "torch",
         cache: CacheMode = "memory",
         cache_dir: str | None = None,
         pin_memory: bool = False,
@@ -114,6 +118,7 @@ class VolumeDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers
+        self.loader = check_loader(loader)
         self.cache = cache
         self.cache_dir = cache_dir
         self.pin_memory = pin_memory
@@ -278,14 +283,7 @@ class VolumeDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------- loaders
     def _loader(self, dataset: Any, batch_size: int, sampler: Any) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        return make_loader(dataset, batch_size, sampler, self.num_workers, self.pin_memory, kind=self.loader)
 
     def train_dataloader(self) -> DataLoader:
         """Training batches (patches, when the augmentation samples them): order and augmentation

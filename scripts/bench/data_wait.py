@@ -39,7 +39,7 @@ def run(ctx: harness.Context) -> list[dict[str, Any]]:
 
     results = harness.alternate({m: side(m) for m in MODES}, ctx.repeats, ctx.log)
     note = (f"default experiment ({spec.batch_size} volumes x {spec.num_samples} patches of {spec.patch[0]}^3), "
-            f"{epochs} epochs, num_workers=0, validation off; wait = Lightning SimpleProfiler "
+            f"{epochs} epochs, num_workers=0, the default experiment's data.loader (thread), validation off; wait = Lightning SimpleProfiler "
             "`train_dataloader_next` / `run_training_epoch`")
     rows = []
     for mode in MODES:

@@ -6,8 +6,11 @@ during the calls minus the resident memory just before them (imports, the net an
 volumes are already loaded then). Both sides get the same weights (``torch.manual_seed(0)``
 before the U-Net is built) and the default experiment's test split (2 MNI152 blocks).
 
-- predict: medvision ``Trainer.predict`` with ``SegmenterModule`` vs ``sliding_window_inference``
-  + argmax over the same volumes under ``torch.no_grad``.
+- predict: what ``medvision-predict`` runs on each preprocessed case
+  (:func:`medvision.predict.segment_case`: ``SegmenterModule.predict_step``, i.e. the module's
+  sliding window and softmax, under ``torch.no_grad``) + argmax, vs ``sliding_window_inference``
+  + argmax over the same volumes under ``torch.no_grad``. Reading, inverting and writing files
+  are left out on both sides.
 - test: medvision ``Trainer.test`` (loss, Dice, HD95 in mm) vs the same MONAI calls by hand.
 
 Run as a script it is one side: ``python inference.py --side raw-test ...`` prints its JSON.
@@ -26,14 +29,13 @@ import plain
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"spec": plain.SegSpec(patch=(16, 16, 16), channels=(4, 8), strides=(2,), num_res_units=0), "calls": 1},
-    "full": {"spec": plain.SegSpec(), "calls": 3},
+    "full": {"spec": plain.SegSpec(), "calls": 7},
 }
 SIDES = ("medvision-predict", "raw-predict", "medvision-test", "raw-test")
 
 
 def _medvision(ctx: harness.Context, spec: plain.SegSpec, side: str, calls: int) -> dict[str, Any]:
     import torch
-    from lightning.pytorch import LightningModule
 
     from medvision.train import build
     from medvision.utils.config import resolved_container
@@ -46,7 +48,7 @@ def _medvision(ctx: harness.Context, spec: plain.SegSpec, side: str, calls: int)
     datamodule, model, trainer, _ = build(cfg, resolved_container(cfg))
     datamodule.setup("test")  # cache the preprocessed volumes before the clock starts
     loader = datamodule.test_dataloader()
-    has_predict = type(model).predict_step is not LightningModule.predict_step
+    model.eval()  # as medvision-predict loads it
     times, checksum = [], 0.0
     harness.reset_peak_rss()
     before = harness.rss_mb()
@@ -55,26 +57,12 @@ def _medvision(ctx: harness.Context, spec: plain.SegSpec, side: str, calls: int)
         if side == "medvision-test":
             out = trainer.test(model, datamodule=datamodule, verbose=False)
             checksum = float(out[0]["test/dice_mean"])
-        elif has_predict:
-            preds = trainer.predict(model, dataloaders=loader)
-            checksum = float(sum(_label_sum(p) for p in preds))
-        else:  # no predict_step yet: the module's own whole-volume inference under inference mode
-            with torch.inference_mode():
-                checksum = float(sum(model.infer(b["image"]).argmax(1).sum() for b in loader))
+        else:  # medvision.predict.segment_case's inference on each case
+            with torch.no_grad():
+                checksum = float(sum(model.predict_step({"image": b["image"]}, 0).argmax(1).sum() for b in loader))
         times.append(time.perf_counter() - t0)
     return {"time_s": harness.median(times[1:]), "times": times, "rss_before_mb": before,
-            "peak_extra_mb": harness.peak_rss_mb() - before, "checksum": checksum, "predict_step": has_predict}
-
-
-def _label_sum(pred: Any) -> float:
-    import torch
-
-    if isinstance(pred, dict):
-        pred = next(v for v in pred.values() if isinstance(v, torch.Tensor))
-    pred = torch.as_tensor(pred)
-    if pred.dim() >= 5 or (pred.dim() == 4 and pred.shape[0] > 1 and pred.is_floating_point()):
-        pred = pred.argmax(1 if pred.dim() >= 5 else 0)
-    return float(pred.sum())
+            "peak_extra_mb": harness.peak_rss_mb() - before, "checksum": checksum}
 
 
 def _raw(ctx: harness.Context, spec: plain.SegSpec, side: str, calls: int) -> dict[str, Any]:
@@ -136,22 +124,18 @@ def run(ctx: harness.Context) -> list[dict[str, Any]]:
         def go(i: int) -> dict[str, float]:
             if ctx.size == "tiny" and name != "raw-predict":  # smoke: one fresh process is enough to check the path
                 r = one_side(ctx, name, s["calls"])
-                return {"time_s": r["time_s"], "peak_extra_mb": r["peak_extra_mb"], "checksum": r["checksum"],
-                        "predict_step": float(bool(r.get("predict_step", True)))}
+                return {"time_s": r["time_s"], "peak_extra_mb": r["peak_extra_mb"], "checksum": r["checksum"]}
             cmd = [sys.executable, str(Path(__file__)), "--side", name, "--size", ctx.size, "--threads",
                    str(ctx.threads), "--workdir", str(ctx.workdir), "--calls", str(s["calls"])]
             r = harness.run_json(cmd, ctx.env(), timeout=600)
-            return {"time_s": r["time_s"], "peak_extra_mb": r["peak_extra_mb"], "checksum": r["checksum"],
-                    "predict_step": float(bool(r.get("predict_step", True)))}
+            return {"time_s": r["time_s"], "peak_extra_mb": r["peak_extra_mb"], "checksum": r["checksum"]}
         return go
 
     harness.mni_splits(ctx)  # prepare the data once, before the timed processes
     results = harness.alternate({n: side(n) for n in SIDES}, ctx.repeats, ctx.log)
-    predict_note = "`Trainer.predict`" if all(r["predict_step"] for r in results["medvision-predict"]) else \
-        "SegmenterModule has no `predict_step` yet: `SegmenterModule.infer` under `torch.inference_mode`"
     note = (f"default experiment's test split (2 MNI152 blocks), sliding window {s['spec'].patch[0]}^3, "
             f"sw_batch_size {s['spec'].sw_batch_size}, overlap {s['spec'].overlap}, gaussian; median of {s['calls']} "
-            f"calls per process after one untimed call; medvision without the test-time extras of its default callbacks (overlay pictures, the intensity LUT baseline); memory = peak RSS during the calls minus RSS before them; medvision predict: {predict_note}")
+            f"calls per process after one untimed call; medvision without the test-time extras of its default callbacks (overlay pictures, the intensity LUT baseline); memory = peak RSS during the calls minus RSS before them; medvision predict: `SegmenterModule.predict_step` as `medvision-predict` calls it (file reading, inversion and writing left out on both sides), test: `Trainer.test`")
     rows = []
     for path in ("predict", "test"):
         mv, raw = results[f"medvision-{path}"], results[f"raw-{path}"]
