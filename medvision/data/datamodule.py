@@ -58,8 +58,9 @@ class VolumeDataModule(pl.LightningDataModule):
         batch_size: training batch size (volumes; patch samplers multiply it).
         val_batch_size: batch size of validation and test (whole volumes).
         num_workers: DataLoader worker processes.
-        loader: ``torch`` (MONAI's ``DataLoader``) or ``thread`` (batches made ahead in a
-            background thread; :mod:`medvision.data.loaders`).
+        loader: the training loader: ``torch`` (MONAI's ``DataLoader``) or ``thread`` (the
+            next batch made in a background thread; :mod:`medvision.data.loaders`). Validation
+            and test volumes (no random transforms) always use ``torch``.
         cache: ``none``, ``memory`` (``CacheDataset``) or ``disk`` (``PersistentDataset``).
         cache_dir: folder of the disk cache.
         pin_memory: pin host memory (useful on GPU).
@@ -282,8 +283,8 @@ class VolumeDataModule(pl.LightningDataModule):
             )
 
     # ----------------------------------------------------------------- loaders
-    def _loader(self, dataset: Any, batch_size: int, sampler: Any) -> DataLoader:
-        return make_loader(dataset, batch_size, sampler, self.num_workers, self.pin_memory, kind=self.loader)
+    def _loader(self, dataset: Any, batch_size: int, sampler: Any, kind: str = "torch") -> DataLoader:
+        return make_loader(dataset, batch_size, sampler, self.num_workers, self.pin_memory, kind=kind)
 
     def train_dataloader(self) -> DataLoader:
         """Training batches (patches, when the augmentation samples them): order and augmentation
@@ -291,7 +292,7 @@ class VolumeDataModule(pl.LightningDataModule):
         split over DDP ranks."""
         dataset = self.datasets["train"]
         sampler = EpochSampler(len(dataset), skip=resumed_batches(self.trainer) * self.batch_size)
-        return self._loader(SeededDataset(dataset), self.batch_size, sampler)
+        return self._loader(SeededDataset(dataset), self.batch_size, sampler, kind=self.loader)
 
     def val_dataloader(self) -> DataLoader:
         """Whole validation volumes, each once over all DDP ranks."""

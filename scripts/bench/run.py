@@ -32,7 +32,7 @@ BENCHMARKS: dict[str, str] = {"1": "seg_train", "2": "cls_train", "3": "data_wai
                               "5": "startup", "6": "ddp", "7": "precision", "8": "time_to_quality"}
 #: rounds per comparison where --repeats is not given (8 always runs one round)
 DEFAULT_REPEATS = {"full": 3, "tiny": 1}
-ROUNDS_CAP = {"8": 1, "3": 2, "4": 2, "6": 2, "7": 2}
+ROUNDS_CAP = {"8": 1, "3": 2, "4": 3, "6": 2, "7": 2}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
