@@ -60,6 +60,28 @@ def test_multirun_sweeps_two_lrs_into_two_job_dirs(tmp_path: Path) -> None:
     assert len(list((tmp_path / "data").glob("synthetic_seg2d*"))) == 1
 
 
+def test_each_job_of_a_multirun_is_its_own_wandb_run(tmp_path: Path) -> None:
+    """In-process multirun (Hydra's basic launcher): W&B is finished between jobs, so each job
+    writes one offline run of its own id (kept in its folder for a resume)."""
+    proc = run_cli(
+        "medvision-train",
+        ["-m", "model.optimizer.lr=1e-3,3e-3", "experiment=synthetic_seg2d", "data.source.num_cases=8",
+         "data.source.size=64", "data.patch_size=[48,48]", "debug=limit", "trainer.max_epochs=1",
+         "logger=wandb", "print_config=false"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-1500:]
+    (stamp,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    ids = []
+    for job in sorted(p for p in stamp.iterdir() if p.is_dir()):
+        runs = list((job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1, (job, runs)
+        run_id = (job / "wandb_run_id.txt").read_text().strip()
+        assert runs[0].name.endswith(f"-{run_id}") and list(runs[0].glob("run-*.wandb")), runs[0]
+        ids.append(run_id)
+    assert len(ids) == 2 and ids[0] != ids[1], ids
+
+
 def test_missing_data_folder_is_one_clear_message(tmp_path: Path) -> None:
     # a realistic user path, longer than one 80-column line of a piped terminal
     missing = tmp_path / "projects" / "hippocampus_segmentation_study" / "raw_data" / "Task04_Hippocampus_missing"
