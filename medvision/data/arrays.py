@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 import numpy as np
 
+from medvision.data.loaders import check_loader
 from medvision.utils.errors import MedvisionError
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         batch_size: training batch size.
         val_batch_size: validation/test batch size (``None``: ``batch_size``).
         num_workers: DataLoader worker processes.
+        loader: the training loader, ``torch`` or ``thread`` (:mod:`medvision.data.loaders`).
         pin_memory: pin host memory (useful on GPU).
         balanced_sampler: draw training samples with probability inversely proportional to
             their class frequency (single-label tasks; epochs keep their length).
@@ -106,6 +108,7 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         balanced_sampler: bool = False,
         cache: str = "none",
         cache_dir: str | Path | None = None,
+        loader: str = "torch",
         imbalance: Mapping[str, Any] | None = None,
         synthetic: Mapping[str, Any] | None = None,
         counts_report: str | Path | None = None,
@@ -118,6 +121,7 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
+        self.loader = check_loader(loader)
         self.pin_memory = pin_memory
         self.balanced_sampler = balanced_sampler
         if cache not in CACHES:
@@ -281,10 +285,10 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         counts = np.bincount(labels, minlength=len(self.label_names)).astype(np.float64)
         return EpochSampler(size, weights=1.0 / np.maximum(counts[labels], 1.0), skip=skip)
 
-    def _loader(self, dataset: Any, batch_size: int, sampler: Any) -> Any:
+    def _loader(self, dataset: Any, batch_size: int, sampler: Any, kind: str = "torch") -> Any:
         from medvision.data.loaders import make_loader
 
-        return make_loader(dataset, batch_size, sampler, self.num_workers, self.pin_memory)
+        return make_loader(dataset, batch_size, sampler, self.num_workers, self.pin_memory, kind=kind)
 
     def _eval_loader(self, split: str) -> Any:
         from medvision.data.sampling import eval_sampler
@@ -296,7 +300,7 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         the run's seed and the epoch."""
         from medvision.data.sampling import SeededDataset
 
-        return self._loader(SeededDataset(self.datasets["train"]), self.batch_size, self._sampler())
+        return self._loader(SeededDataset(self.datasets["train"]), self.batch_size, self._sampler(), kind=self.loader)
 
     def val_dataloader(self) -> Any:
         """Validation batches, in order, each sample once over all DDP ranks."""

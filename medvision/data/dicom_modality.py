@@ -71,7 +71,7 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
         spatial_dims: what the config declares for the nets; must be 2.
         cache_dir: folder of the decoded-index cache (``None``: decode every time).
         transforms, as_rgb, batch_size, val_batch_size, num_workers, pin_memory,
-            balanced_sampler, cache, imbalance, synthetic, counts_report: see
+            balanced_sampler, cache, imbalance, synthetic, counts_report, loader: see
             :class:`medvision.data.arrays.ArrayClassificationDataModule`.
     """
 
@@ -100,11 +100,12 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
         imbalance: Mapping[str, Any] | None = None,
         synthetic: Mapping[str, Any] | None = None,
         counts_report: str | None = None,
+        loader: str = "torch",
     ) -> None:
         super().__init__(transforms=transforms, as_rgb=as_rgb, batch_size=batch_size, val_batch_size=val_batch_size,
                          num_workers=num_workers, pin_memory=pin_memory, balanced_sampler=balanced_sampler,
                          cache=cache, cache_dir=Path(cache_dir) / "dicom_modality_samples" if cache_dir else None,
-                         imbalance=imbalance, synthetic=synthetic, counts_report=counts_report)
+                         imbalance=imbalance, synthetic=synthetic, counts_report=counts_report, loader=loader)
         if spatial_dims not in (None, 2):
             raise MedvisionError(f"data.spatial_dims={spatial_dims} but the DICOM modality frames are 2D",
                                  fix="set data.spatial_dims=2")

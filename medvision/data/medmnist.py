@@ -119,8 +119,8 @@ class MedMNISTDataModule(ArrayClassificationDataModule):
         cache_dir: folder of the disk cache.
         spatial_dims: what the config declares for the nets (``data.spatial_dims``); must
             match the set (3 for the ``*mnist3d`` sets, else 2). ``None``: not checked.
-        imbalance, synthetic, counts_report: down-sample a training class, mix in a synthetic
-            store, report the training counts; see
+        imbalance, synthetic, counts_report, loader: down-sample a training class, mix in a synthetic
+            store, report the training counts, the training loader; see
             :class:`medvision.data.arrays.ArrayClassificationDataModule`.
     """
 
@@ -143,11 +143,12 @@ class MedMNISTDataModule(ArrayClassificationDataModule):
         imbalance: Mapping[str, Any] | None = None,
         synthetic: Mapping[str, Any] | None = None,
         counts_report: str | None = None,
+        loader: str = "torch",
     ) -> None:
         super().__init__(transforms=transforms, as_rgb=as_rgb, batch_size=batch_size, val_batch_size=val_batch_size,
                          num_workers=num_workers, pin_memory=pin_memory, balanced_sampler=balanced_sampler,
                          cache=cache, cache_dir=cache_dir or Path(root) / ".cache", imbalance=imbalance,
-                         synthetic=synthetic, counts_report=counts_report)
+                         synthetic=synthetic, counts_report=counts_report, loader=loader)
         self.info = medmnist_info(flag)
         self.info.check_size(size)
         if spatial_dims is not None and spatial_dims != self.info.spatial_dims:
