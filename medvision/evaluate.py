@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError, report_user_errors
@@ -92,9 +91,9 @@ def _task(cfg: DictConfig) -> Any:
 
 def main() -> None:
     """Console entry point ``medvision-eval``."""
-    from medvision.utils.config import config_dir
+    from medvision.utils.config import hydra_main
 
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")(_task)()
+    hydra_main("eval", _task)
 
 
 if __name__ == "__main__":

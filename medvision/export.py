@@ -22,7 +22,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError, report_user_errors
@@ -239,9 +238,9 @@ def _task(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point ``medvision-export``."""
-    from medvision.utils.config import config_dir
+    from medvision.utils.config import hydra_main
 
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")(_task)()
+    hydra_main("export", _task)
 
 
 if __name__ == "__main__":

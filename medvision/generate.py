@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError, report_user_errors
@@ -114,9 +113,9 @@ def _task(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point ``medvision-generate``."""
-    from medvision.utils.config import config_dir
+    from medvision.utils.config import hydra_main
 
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="generate")(_task)()
+    hydra_main("generate", _task)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError, report_user_errors
@@ -494,9 +493,9 @@ def _task(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point ``medvision-predict`` (exit 0: all written; 3: some cases skipped; 2: user error)."""
-    from medvision.utils.config import config_dir
+    from medvision.utils.config import hydra_main
 
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")(_task)()
+    hydra_main("predict", _task)
 
 
 if __name__ == "__main__":

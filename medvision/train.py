@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError, report_user_errors
@@ -204,13 +203,11 @@ def main() -> None:
     """
     import sys
 
-    from medvision.utils.config import config_dir
-    from medvision.utils.hydra_speed import share_config_store
+    from medvision.utils.config import hydra_main
     from medvision.utils.resume import resume_overrides
 
-    share_config_store()
     sys.argv[1:] = resume_overrides(sys.argv[1:])
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")(_task)()
+    hydra_main("train", _task)
 
 
 if __name__ == "__main__":

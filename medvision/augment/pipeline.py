@@ -27,13 +27,11 @@ Sampling of the classifier arms: both arms use the same data config apart from
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError, report_user_errors
@@ -269,11 +267,9 @@ def _task(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point ``medvision-gan-augment`` (Hydra CLI, primary config ``gan_augment``)."""
-    from medvision.utils.config import config_dir
-    from medvision.utils.hydra_speed import share_config_store
+    from medvision.utils.config import hydra_main
 
-    share_config_store()  # a fast --help
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="gan_augment")(_task)()
+    hydra_main("gan_augment", _task)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ A run that ends normally deletes ``preempted.ckpt``.
 
 from __future__ import annotations
 
-from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import OnExceptionCheckpoint

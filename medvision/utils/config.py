@@ -31,6 +31,25 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"medvision's config tree (train.yaml) was not found beside {here}")
 
 
+def hydra_main(config_name: str, task: Any) -> None:
+    """Run ``task(cfg)`` as a Hydra command line on the primary config ``config_name``.
+
+    The one place every console script (``medvision-train``, ``-eval``, ``-predict``, ...) gets
+    its Hydra CLI from: the shipped config tree, Hydra 1.3 semantics, and a fast ``--help``
+    (:func:`medvision.utils.hydra_speed.share_config_store`).
+
+    Args:
+        config_name: ``train``, ``eval``, ``predict``, ``export``, ``generate`` or ``gan_augment``.
+        task: the function Hydra calls with the composed config.
+    """
+    import hydra
+
+    from medvision.utils.hydra_speed import share_config_store
+
+    share_config_store()
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)(task)()
+
+
 def compose(
     overrides: list[str] | None = None,
     config_name: str = "train",

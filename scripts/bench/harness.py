@@ -319,7 +319,7 @@ def compose(ctx: Context, overrides: Sequence[str], name: str) -> Any:
 
 def timer_overrides(out: Path, warmup: int, **kwargs: Any) -> list[str]:
     """Hydra overrides adding :class:`StepTimer` (writing ``out``) to a run's callbacks."""
-    items = [f"+callbacks.bench_timer._target_=harness.StepTimer", f"+callbacks.bench_timer.out={out}",
+    items = ["+callbacks.bench_timer._target_=harness.StepTimer", f"+callbacks.bench_timer.out={out}",
              f"+callbacks.bench_timer.warmup={warmup}"]
     items += [f"+callbacks.bench_timer.{k}={v}" for k, v in kwargs.items() if v is not None]
     return items
