@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from medvision.utils.errors import MedvisionError, report_user_errors
+from medvision.utils.errors import MedvisionError
 
 #: callbacks that only make sense while training
 _TRAINING_ONLY = ("ModelCheckpoint", "EarlyStopping", "LearningRateMonitor")
@@ -36,7 +36,7 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
         cfg: the composed ``eval`` config (``ckpt_path`` set).
         overrides: dotted ``data.*``/``model.*`` overrides to apply to the stored config.
     """
-    from medvision.utils.config import config_from_checkpoint
+    from medvision.models.loading import config_from_checkpoint
 
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise MedvisionError("medvision-eval needs a checkpoint", fix="medvision-eval ckpt_path=<run dir>/checkpoints/best.ckpt")
@@ -63,8 +63,9 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
         cfg: the composed ``eval`` config.
         overrides: dotted ``data.*``/``model.*`` overrides (default: those of the command line).
     """
-    from medvision.train import _numbers, build, check_output_dir, finish, log_hyperparameters
+    from medvision.train import build, check_output_dir, finish, log_hyperparameters
     from medvision.utils.config import resolved_container
+    from medvision.utils.runs import numbers
     from medvision.utils.seeding import seed_everything
     from medvision.utils.validate import validate_config
 
@@ -78,23 +79,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
     datamodule, model, trainer, loggers = build(run_cfg, config)
     log_hyperparameters(loggers, config)
     trainer.test(model, datamodule=datamodule, ckpt_path=run_cfg.ckpt_path, weights_only=True)
-    metrics = _numbers(trainer.callback_metrics)
+    metrics = numbers(trainer.callback_metrics)
     if trainer.is_global_zero:
         finish(loggers, metrics, output_dir, title="eval metrics")
     return metrics
-
-
-@report_user_errors
-def _task(cfg: DictConfig) -> Any:
-    return evaluate(cfg)
-
-
-def main() -> None:
-    """Console entry point ``medvision-eval``."""
-    from medvision.utils.config import hydra_main
-
-    hydra_main("eval", _task)
-
-
-if __name__ == "__main__":
-    main()

@@ -6,23 +6,13 @@ Every caller (the CLI, sweeps, notebooks, tests) goes through :func:`run`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from medvision.utils.errors import MedvisionError, report_user_errors
-
-
-def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            continue
-    return out
+from medvision.utils.errors import MedvisionError
+from medvision.utils.runs import numbers
 
 
 def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, Any, Any, list[Any]]:
@@ -45,7 +35,7 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
 
     from medvision.callbacks.reseed import ReseedEveryStep
     from medvision.callbacks.run_config import RunConfigInCheckpoint
-    from medvision.utils.checkpoint import check_checkpoint_fits, check_checkpoint_weights
+    from medvision.models.loading import check_checkpoint_fits, check_checkpoint_weights
     from medvision.utils.instantiate import instantiate_group
     from medvision.utils.lightning_fixes import fix_mean_sync
 
@@ -76,8 +66,9 @@ def finish(loggers: list[Any], metrics: dict[str, float], output_dir: Path, titl
     """Write ``metrics.json`` atomically, print the metrics table, close the loggers."""
     from medvision.utils.io import atomic_write_json
     from medvision.utils.printing import print_metrics_table
+    from medvision.utils.runs import METRICS_FILE, json_safe
 
-    atomic_write_json(output_dir / "metrics.json", {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()})
+    atomic_write_json(output_dir / METRICS_FILE, json_safe(dict(metrics)))
     print_metrics_table(metrics, title=title)
     for logger in loggers:
         logger.finalize("success")
@@ -176,39 +167,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        metrics.update(_numbers(trainer.callback_metrics))
+        metrics.update(numbers(trainer.callback_metrics))
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best and cfg.get("train", True) and not trainer.fast_dev_run:
             raise MedvisionError("training saved no best checkpoint to test", fix="keep callbacks.model_checkpoint on")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-        metrics.update(_numbers(trainer.callback_metrics))
+        metrics.update(numbers(trainer.callback_metrics))
     if trainer.is_global_zero:
         finish(loggers, metrics, output_dir, title=f"{cfg.get('task_name', 'train')} metrics")
     return metrics
-
-
-@report_user_errors
-def _task(cfg: DictConfig) -> float | None:
-    metrics = run(cfg)
-    objective = cfg.get("optimized_metric")
-    return metrics.get(objective) if objective else None
-
-
-def main() -> None:
-    """Console entry point ``medvision-train`` (Hydra CLI: overrides, ``-m`` sweeps, ``--help``).
-
-    ``ckpt_path=<run>/checkpoints/<name>.ckpt`` continues ``<run>`` in its own folder
-    (``hydra.run.dir=<run>`` is added unless given; :func:`medvision.utils.resume.resume_overrides`).
-    """
-    import sys
-
-    from medvision.utils.config import hydra_main
-    from medvision.utils.resume import resume_overrides
-
-    sys.argv[1:] = resume_overrides(sys.argv[1:])
-    hydra_main("train", _task)
-
-
-if __name__ == "__main__":
-    main()

@@ -40,22 +40,18 @@ def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     Raises:
         PlotError: a path that does not exist or holds no ``csv/metrics.csv``.
     """
-    runs: list[Path] = []
+    from medvision.utils.runs import run_folders
+
     for given in paths:
-        path = Path(given)
-        if not path.exists():
-            raise PlotError(f"{path}: no such folder")
-        if (path / METRICS_FILE).is_file():
-            runs.append(path)
-            continue
-        below = sorted(p.parent.parent for p in path.rglob(str(METRICS_FILE)))
-        if not below:
-            raise PlotError(
-                f"{path}: no {METRICS_FILE} in it or below it\n"
-                "  fix: name medvision run folders trained with the csv logger (logger=csv, the default, or logger=many)"
-            )
-        runs.extend(below)
-    return list(dict.fromkeys(runs))
+        if not Path(given).exists():
+            raise PlotError(f"{given}: no such folder")
+    runs, empty = run_folders(paths, METRICS_FILE)
+    if empty:
+        raise PlotError(
+            f"{empty[0]}: no {METRICS_FILE} in it or below it\n"
+            "  fix: name medvision run folders trained with the csv logger (logger=csv, the default, or logger=many)"
+        )
+    return runs
 
 
 def read_series(run: Path, x: str = "epoch") -> Series:

@@ -32,7 +32,7 @@ SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 
 def _export(home: Path, out: Path, ckpt: Path, fmt: str, *extra: str) -> dict:
     """Export into ``out`` (the file: ``output=`` in ``extra``, else the default ``<run dir>/best.<suffix>``)."""
-    from medvision.export import export
+    from medvision.inference.export import export
 
     cfg = compose_in(home, out / "run", [f"ckpt_path={ckpt}", f"format={fmt}", *extra], config_name="export")
     return export(cfg)
@@ -53,7 +53,7 @@ def _run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["segmenter", "classifier"])
 def test_export_matches_pytorch(kind: str, fmt: str, checkpoints: dict[str, Path], medvision_home: Path,
                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from medvision.predict import load_module
+    from medvision.inference.predict import load_module
 
     ckpt = checkpoints[kind]
     info = _export(medvision_home, tmp_path, ckpt, fmt, f"output={tmp_path / 'deploy' / ('net' + SUFFIX[fmt])}")
@@ -64,7 +64,7 @@ def test_export_matches_pytorch(kind: str, fmt: str, checkpoints: dict[str, Path
     printed = capsys.readouterr().out
     assert f"{fmt} vs PyTorch ({info['check']['runtime']}): max |difference| = {info['check']['max_abs_diff']:.3g}" in printed
     sidecar = json.loads(Path(f"{path}.json").read_text())
-    module, _ = load_module(ckpt)
+    module, _, _ = load_module(ckpt)
     assert sidecar["label_names"] == list(module.label_names)
     assert sidecar["input"]["channels"] == module.hparams["in_channels"]
     if kind == "segmenter":

@@ -24,7 +24,9 @@ import torch
 from conftest import FinishedRun, train_in
 from medmnist_files import write_medmnist
 
-from medvision.augment import quality
+from medvision.metrics import generative
+from medvision.models.loading import module_from_checkpoint
+from medvision.workflows import gan_quality
 from medvision.models.gan import GANModule, noise_for_seeds
 from medvision.utils.config import config_dir
 
@@ -73,11 +75,11 @@ def _samples(module: GANModule, n_per_class: int, first_seed: int = 1000) -> tup
 def test_samples_are_recognised_as_their_class(gan: FinishedRun, classifier: FinishedRun) -> None:
     """Must-hold 1: a classifier trained on real images assigns >= 80% of samples to their conditioned class."""
     assert classifier.metrics["test/acc"] >= 0.9, classifier.metrics  # the judge itself is good
-    module = quality.module_from_checkpoint(gan.best_ckpt)
+    module = module_from_checkpoint(gan.best_ckpt)[0]
     images, labels = _samples(module, 100)
     assert images.shape == (200, 1, SIZE, SIZE)
     assert images.min() >= -1.0 and images.max() <= 1.0  # the data's -1..1 (MedMNIST load transforms)
-    agreement = quality.class_agreement(classifier.best_ckpt, images, labels, module.label_names)
+    agreement = generative.class_agreement(module_from_checkpoint(classifier.best_ckpt)[0], images, labels, module.label_names)
     print("class agreement", agreement)
     assert agreement["agreement"] >= 0.8, agreement
     assert min(agreement["agreement/normal"], agreement["agreement/pneumonia"]) >= 0.6, agreement
@@ -89,16 +91,16 @@ def test_frechet_distance_falls_with_training(gan: FinishedRun, classifier: Fini
 
     from medvision.utils.seeding import seed_everything
 
-    trained = quality.module_from_checkpoint(gan.best_ckpt)
+    trained = module_from_checkpoint(gan.best_ckpt)[0]
     seed_everything(gan.cfg.seed)  # run() seeds, then builds data and model: the same initial weights
     datamodule = instantiate(gan.cfg.data)
     start = instantiate(gan.cfg.model, **datamodule.model_kwargs())
-    real, real_labels = quality.real_arrays(datamodule, "val")
-    feats_real = quality.features(classifier.best_ckpt, real)
+    real, real_labels = gan_quality.real_arrays(datamodule, "val")
+    feats_real = generative.features(module_from_checkpoint(classifier.best_ckpt)[0], real)
     fd = {}
     for name, module in (("start", start), ("end", trained)):
         fake, _ = _samples(module, 128)
-        fd[name] = quality.frechet_distance(feats_real, quality.features(classifier.best_ckpt, fake))
+        fd[name] = generative.frechet_distance(feats_real, generative.features(module_from_checkpoint(classifier.best_ckpt)[0], fake))
     print("Fréchet distance (classifier features)", fd)
     assert fd["end"] < 0.5 * fd["start"], fd
     # the module logged the same kind of distance every epoch, and the best checkpoint is its minimum
@@ -196,12 +198,12 @@ def test_gan_quality_of_a_store(gan: FinishedRun, classifier: FinishedRun, tmp_p
 
     from medvision.augment.store import write_store
 
-    module = quality.module_from_checkpoint(gan.best_ckpt)
+    module = module_from_checkpoint(gan.best_ckpt)[0]
     images, labels = _samples(module, 64)
     store = write_store(tmp_path / "store", images, labels, module.label_names, generator_checkpoint=gan.best_ckpt)
     datamodule = instantiate(gan.cfg.data)
-    result = quality.gan_quality(store, quality.real_arrays(datamodule, "train"), classifier.best_ckpt,
-                                 real_test=quality.real_arrays(datamodule, "test"), tstr={"epochs": 2})
+    result = gan_quality.gan_quality(store, gan_quality.real_arrays(datamodule, "train"), classifier.best_ckpt,
+                                 real_test=gan_quality.real_arrays(datamodule, "test"), tstr={"epochs": 2})
     print(json.dumps(result, indent=1))
     for key in ("fd", "precision", "recall", "agreement", "fd/normal", "recall/pneumonia", "tstr/acc", "trtr/acc"):
         assert key in result and math.isfinite(result[key]), (key, result)
@@ -214,25 +216,25 @@ def test_gan_quality_of_a_store(gan: FinishedRun, classifier: FinishedRun, tmp_p
 def test_frechet_distance_matches_the_closed_form() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(size=(4000, 3))
-    assert quality.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert generative.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
     shifted = a + np.array([1.0, 2.0, 0.0])  # same covariance: FD = |shift|^2 = 5
-    assert quality.frechet_distance(a, shifted) == pytest.approx(5.0, rel=1e-6)
+    assert generative.frechet_distance(a, shifted) == pytest.approx(5.0, rel=1e-6)
     scaled = a * 2.0  # covariances S and 4S: Tr(S + 4S - 2 * 2S) = Tr(S); means m and 2m: |m|^2
     expected = np.trace(np.cov(a.T)) + np.sum(a.mean(axis=0) ** 2)
-    assert quality.frechet_distance(a, scaled) == pytest.approx(expected, rel=1e-4)
+    assert generative.frechet_distance(a, scaled) == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ValueError):
-        quality.frechet_distance(a[:1], a)
+        generative.frechet_distance(a[:1], a)
 
 
 def test_knn_precision_recall_of_known_sets() -> None:
     rng = np.random.default_rng(0)
     real = np.concatenate([rng.normal(0, 0.1, (200, 2)), rng.normal(10, 0.1, (200, 2))])  # two modes
-    same = quality.knn_precision_recall(real, real + 1e-9, k=3)
+    same = generative.knn_precision_recall(real, real + 1e-9, k=3)
     assert same == {"precision": 1.0, "recall": 1.0}
     one_mode = rng.normal(0, 0.1, (300, 2))  # fakes cover only the first mode
-    pr = quality.knn_precision_recall(real, one_mode, k=3)
+    pr = generative.knn_precision_recall(real, one_mode, k=3)
     assert pr["precision"] > 0.9 and 0.4 < pr["recall"] < 0.6, pr
-    far = quality.knn_precision_recall(real, rng.normal(50, 0.1, (100, 2)), k=3)
+    far = generative.knn_precision_recall(real, rng.normal(50, 0.1, (100, 2)), k=3)
     assert far == {"precision": 0.0, "recall": 0.0}
 
 
@@ -287,7 +289,7 @@ def test_bad_settings_are_user_errors(home: Path, tmp_path: Path) -> None:
 def test_generate_refuses_a_classifier_checkpoint(classifier: FinishedRun, tmp_path: Path) -> None:
     from conftest import compose_in
 
-    from medvision.generate import generate
+    from medvision.inference.generate import generate
     from medvision.utils.errors import MedvisionError
 
     cfg = compose_in(tmp_path, tmp_path / "gen", [f"ckpt_path={classifier.best_ckpt}"], config_name="generate")

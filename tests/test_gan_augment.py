@@ -90,7 +90,7 @@ def test_results_are_the_runs_own_numbers_with_mean_and_spread(pipeline: tuple[P
 @pytest.mark.slow
 def test_gan_report_prints_a_pipeline_and_measures_a_store(pipeline: tuple[Path, str], tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from medvision.augment.report import main
+    from medvision.cli.gan_report import main
 
     out, _ = pipeline
     main([str(out), "--json", str(tmp_path / "figures.json")])
@@ -119,7 +119,7 @@ def test_gan_report_prints_a_pipeline_and_measures_a_store(pipeline: tuple[Path,
 
 @pytest.mark.slow
 def test_a_finished_pipeline_folder_is_not_overwritten(pipeline: tuple[Path, str]) -> None:
-    from medvision.augment.pipeline import gan_augment
+    from medvision.workflows.gan_augment import gan_augment
     from medvision.utils.config import compose
 
     out, _ = pipeline
@@ -136,7 +136,7 @@ def test_every_gan_augment_config_composes_into_valid_stages(experiment: str, tm
     """Every stage of every shipped pipeline (the full-size ones too) is a valid run config."""
     from omegaconf import OmegaConf
 
-    from medvision.augment.pipeline import _overrides, stage_config
+    from medvision.workflows.gan_augment import _overrides, stage_config
     from medvision.utils.config import compose
     from medvision.utils.validate import validate_config
 
@@ -166,7 +166,7 @@ def test_every_gan_augment_config_composes_into_valid_stages(experiment: str, tm
 def test_the_verdict_compares_the_difference_with_the_spread(real: list[float], synthetic: list[float], verdict: str) -> None:
     from scipy import stats
 
-    from medvision.augment.pipeline import compare
+    from medvision.workflows.gan_augment import compare
 
     row = compare(real, synthetic)
     assert row["verdict"] == verdict

@@ -15,9 +15,9 @@ import torch
 from conftest import FinishedRun, compose_in, run_cli, train_in
 from medmnist_files import write_medmnist
 
-from medvision.augment.quality import module_from_checkpoint
+from medvision.models.loading import module_from_checkpoint
 from medvision.augment.store import read_store
-from medvision.generate import generate
+from medvision.inference.generate import generate
 from medvision.models.gan import noise_for_seeds
 from medvision.utils.errors import MedvisionError
 
@@ -56,7 +56,7 @@ def test_generate_writes_a_store_with_classes_seeds_and_checkpoint(gan: Finished
     assert len({img.tobytes() for img in store.images}) == 5  # five different samples
 
     # any sample is made again from its recorded seed alone (batch size 2 above, 1 here)
-    module = module_from_checkpoint(manifest["generator_checkpoint"])
+    module = module_from_checkpoint(manifest["generator_checkpoint"])[0]
     k = 3
     again = module.sample(torch.tensor([store.labels[k]]), noise_for_seeds([manifest["samples"][k]["seed"]], module.latent_dim))
     np.testing.assert_allclose(again.numpy()[0], store.images[k], atol=1e-6)

@@ -65,8 +65,8 @@ def test_wheel_ships_the_config_tree(wheel: Path) -> None:
         assert f"medvision/conf/{rel}" in names, f"conf/{rel} is not shipped"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "medvision-train = medvision.train:main" in scripts
-    assert "medvision-eval = medvision.evaluate:main" in scripts
+    assert "medvision-train = medvision.cli.train:main" in scripts
+    assert "medvision-eval = medvision.cli.evaluate:main" in scripts
 
 
 def test_installed_wheel_finds_its_config_tree(wheel: Path, tmp_path: Path) -> None:

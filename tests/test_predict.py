@@ -82,7 +82,7 @@ def seg_ckpt(medvision_home: Path) -> Path:
 @pytest.fixture(scope="module")
 def ras_las(medvision_home: Path, seg_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One prediction over a folder holding the RAS and the LAS case, with probability maps."""
-    from medvision.predict import predict
+    from medvision.inference.predict import predict
 
     root = tmp_path_factory.mktemp("ras_las")
     labels = write_ras_las(root / "cases")
@@ -127,7 +127,7 @@ def test_probability_maps_sum_to_one_and_give_the_mask(ras_las: dict) -> None:
 
 
 def test_existing_outputs_and_inputs_are_never_overwritten(ras_las: dict, medvision_home: Path, seg_ckpt: Path) -> None:
-    from medvision.predict import predict
+    from medvision.inference.predict import predict
 
     root = ras_las["root"]
     before = (root / "masks" / "ras.nii.gz").stat().st_mtime_ns
@@ -201,7 +201,7 @@ def test_dicom_series_mask_has_the_series_geometry(medvision_home: Path, seg_ckp
 
     from monai.transforms import LoadImage
 
-    from medvision.predict import predict
+    from medvision.inference.predict import predict
 
     label = write_ct_series(tmp_path / "patients" / "ct_series")
     write_ct_series(tmp_path / "other", seed=3)
@@ -258,10 +258,10 @@ def test_classifier_writes_the_probabilities_of_its_own_pipeline(medvision_home:
     from hydra.utils import instantiate
     from PIL import Image
 
-    from medvision.predict import load_module, predict
+    from medvision.inference.predict import load_module, predict
 
     ckpt = classifier_checkpoint(medvision_home)
-    module, run_cfg = load_module(ckpt)
+    module, run_cfg, _ = load_module(ckpt)
     datamodule = instantiate(run_cfg.data)
     dataset = datamodule.dataset("test")
     images, _ = datamodule.arrays["test"]
@@ -286,7 +286,7 @@ def test_classifier_writes_the_probabilities_of_its_own_pipeline(medvision_home:
 
 # ----------------------------------------------------------------------------- inputs
 def test_inputs_are_found_and_bad_inputs_named(tmp_path: Path) -> None:
-    from medvision.predict import find_cases
+    from medvision.inference.predict import find_cases
 
     (tmp_path / "series").mkdir()
     for n in range(3):

@@ -92,7 +92,7 @@ def test_a_checkpoint_with_code_in_it_is_not_run(tmp_path: Path) -> None:
     """``weights_only`` loading: a pickle that would run code is refused, and the code never runs."""
     import torch
 
-    from medvision.utils.checkpoint import load_checkpoint
+    from medvision.models.loading import load_checkpoint
 
     witness = tmp_path / "ran"
 

@@ -84,7 +84,7 @@ def write_store(
     Raises:
         MedvisionError: the folder already holds a store, or images and labels disagree.
     """
-    from medvision.utils.io import atomic_write_json
+    from medvision.utils.io import atomic_write_bytes, atomic_write_json
 
     folder = Path(path)
     if (folder / MANIFEST).exists() or (folder / SAMPLES).exists():
@@ -102,9 +102,7 @@ def write_store(
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, images=images, labels=labels)
-    tmp = folder / f".{SAMPLES}.tmp"
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, folder / SAMPLES)
+    atomic_write_bytes(folder / SAMPLES, buffer.getvalue())
     manifest = {
         "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -38,32 +38,17 @@ def _model_key(config: dict[str, Any]) -> str:
     return f"{name}_{size}"
 
 
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def find_runs(log_dir: str | Path) -> list[RunResult]:
     """Finished MedMNIST runs under ``log_dir`` (searched recursively), sorted by path."""
-    import yaml
+    from medvision.utils.runs import finished_runs
 
     runs = []
-    for metrics_file in sorted(Path(log_dir).rglob("metrics.json")):
-        config_file = metrics_file.with_name("config_resolved.yaml")
-        if not config_file.is_file():
-            continue
-        try:
-            metrics = json.loads(metrics_file.read_text())
-            config = yaml.safe_load(config_file.read_text()) or {}
-        except (OSError, ValueError, yaml.YAMLError):
-            continue  # a run being written or a damaged one: not a finished run
-        data = config.get("data") or {}
+    for run in finished_runs(log_dir):
+        data = run.config.get("data") or {}
         if not str(data.get("_target_", "")).endswith("MedMNISTDataModule"):
             continue
-        runs.append(RunResult(metrics_file.parent, str(data.get("flag")), _model_key(config),
-                              _number(metrics.get("test/acc")), _number(metrics.get("test/auc"))))
+        runs.append(RunResult(run.path, str(data.get("flag")), _model_key(run.config),
+                              run.metrics.get("test/acc"), run.metrics.get("test/auc")))
     return runs
 
 
@@ -110,30 +95,3 @@ def print_table(rows: Sequence[dict[str, Any]], log_dir: str | Path) -> None:
         console = Console(width=200)  # a pipe or a file: keep every column whole
     console.print(table)
     console.print("'unverified': quoted from a secondary source, see medvision/baselines/medmnist.py", style="dim")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point ``medvision-compare``."""
-    parser = argparse.ArgumentParser(
-        prog="medvision-compare",
-        description="Print finished MedMNIST runs (metrics.json + config_resolved.yaml under LOG_DIR) beside the "
-        "published MedMNIST v2 test ACC/AUC, with the differences.",
-    )
-    parser.add_argument("log_dir", help="folder searched recursively for finished runs (e.g. logs/)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    args = parser.parse_args(argv)
-    if not Path(args.log_dir).is_dir():
-        parser.error(f"{args.log_dir} is not a folder")
-    rows = comparison_rows(find_runs(args.log_dir))
-    if not rows:
-        print(f"no finished MedMNIST runs (metrics.json + config_resolved.yaml) under {args.log_dir}")
-        return 1
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print_table(rows, args.log_dir)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

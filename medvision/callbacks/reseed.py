@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from medvision.data.sampling import derive_seed, run_seed
+from medvision.utils.seeding import derive_seed, run_seed
 
 
 class ReseedEveryStep(pl.Callback):

@@ -46,11 +46,11 @@ def load_or_build_index(cache_dir: Path | None, sources: Sequence[str], **option
                 return DicomIndex(frames, saved["images"], json.loads(str(saved["skipped"])))
     index = index_dicom(sources, **options)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, images=index.images, frames=json.dumps([asdict(f) for f in index.frames]),
-                            skipped=json.dumps(index.skipped))
-        tmp.replace(path)
+        from medvision.utils.io import atomic_output
+
+        with atomic_output(path) as tmp:
+            np.savez_compressed(tmp, images=index.images, frames=json.dumps([asdict(f) for f in index.frames]),
+                                skipped=json.dumps(index.skipped))
     return index
 
 

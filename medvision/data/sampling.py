@@ -29,15 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Sampler
 
-
-def run_seed() -> int:
-    """The run's seed (``PL_GLOBAL_SEED``, set by ``seed_everything``; 0 when unset)."""
-    return int(os.environ.get("PL_GLOBAL_SEED", 0))
-
-
-def derive_seed(*keys: int) -> int:
-    """A 32-bit seed that is a fixed function of ``keys`` (e.g. ``seed, epoch, position``)."""
-    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(1)[0])
+from medvision.utils.seeding import derive_seed, run_seed
 
 
 def distributed() -> tuple[int, int]:

@@ -11,7 +11,7 @@ MedMNIST; MedMNIST v2, Yang et al., Scientific Data 10:41, 2023):
 - multi-label: ACC = mean over labels of the accuracy of ``sigmoid >= 0.5``; AUC = unweighted
   mean over labels of each label's ROC AUC.
 
-The torchmetrics objects below compute exactly these (``tests/test_classification_metrics.py``
+The torchmetrics objects below compute exactly these (``tests/test_classification_units.py``
 checks them against a direct transcription of the definitions with scikit-learn). One corner
 differs: torchmetrics thresholds multi-label scores with ``>`` where MedMNIST uses ``>=``, which
 matters only for a probability of exactly 0.5.
@@ -31,7 +31,9 @@ import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as tmc
 
-from medvision.models.losses import TASKS
+#: the classification tasks medvision knows (the DataModules' ``task``)
+TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
+
 
 
 def safe_name(label: str) -> str:

@@ -16,7 +16,7 @@ from torch import nn
 from medvision.metrics.classification import ClassificationMetrics
 from medvision.models.base import MedvisionModule
 from medvision.models.base import plain as _plain
-from medvision.models.losses import TASKS
+from medvision.metrics.classification import TASKS
 
 
 class ClassifierModule(MedvisionModule):

@@ -174,11 +174,12 @@ class GANModule(pl.LightningModule):
         if metric is None:
             from torchmetrics.image.fid import FrechetInceptionDistance
 
-            from medvision.augment.quality import feature_extractor, module_from_checkpoint
+            from medvision.metrics.generative import feature_extractor
+            from medvision.models.loading import module_from_checkpoint
             from medvision.models.nets.gan import RandomConvFeatures
 
             if self.feature_ckpt:
-                source = module_from_checkpoint(self.feature_ckpt)
+                source, _ = module_from_checkpoint(self.feature_ckpt)
                 theirs = source.hparams.get("in_channels")
                 if theirs != self.hparams.in_channels:
                     raise MedvisionError(

@@ -8,8 +8,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from medvision.metrics.classification import TASKS
+
 Task = Literal["binary", "multiclass", "multilabel"]
-TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
 
 
 class ClassificationLoss(nn.Module):

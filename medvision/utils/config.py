@@ -96,16 +96,3 @@ def resolved_container(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(data, dict)
     return data
 
-
-def config_from_checkpoint(ckpt_path: str | Path) -> DictConfig:
-    """Read the resolved run config stored in a medvision checkpoint (``weights_only`` load).
-
-    Args:
-        ckpt_path: a ``.ckpt`` file written by :func:`medvision.train.run`.
-
-    Raises:
-        MedvisionError: the file is missing, unreadable, or not a medvision checkpoint.
-    """
-    from medvision.utils.checkpoint import load_checkpoint
-
-    return OmegaConf.create(load_checkpoint(ckpt_path)[CHECKPOINT_CONFIG_KEY])

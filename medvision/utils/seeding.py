@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
 
 def seed_everything(seed: int) -> int:
     """Seed Lightning (Python, NumPy, torch, dataloader workers) and MONAI.
@@ -20,3 +24,13 @@ def seed_everything(seed: int) -> int:
 
     set_determinism(seed=seed)
     return pl.seed_everything(seed, workers=True, verbose=False)
+
+
+def run_seed() -> int:
+    """The run's seed (``PL_GLOBAL_SEED``, set by ``seed_everything``; 0 when unset)."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+def derive_seed(*keys: int) -> int:
+    """A 32-bit seed that is a fixed function of ``keys`` (e.g. ``seed, epoch, position``)."""
+    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(1)[0])

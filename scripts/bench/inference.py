@@ -9,7 +9,7 @@ the same weights (``torch.manual_seed(0)`` before the U-Net is built) and the de
 experiment's test split (2 MNI152 blocks).
 
 - predict: what ``medvision-predict`` runs on each preprocessed case
-  (:func:`medvision.predict.segment_case`: ``SegmenterModule.predict_step``, i.e. the module's
+  (:func:`medvision.inference.predict.segment_case`: ``SegmenterModule.predict_step``, i.e. the module's
   sliding window and softmax, under ``torch.no_grad``) + argmax, vs ``sliding_window_inference``
   + argmax over the same volumes under ``torch.no_grad``. Reading, inverting and writing files
   are left out on both sides.
@@ -55,7 +55,7 @@ def _medvision_calls(ctx: harness.Context, spec: plain.SegSpec) -> dict[str, Cal
     loader = datamodule.test_dataloader()
     model.eval()  # as medvision-predict loads it
 
-    def predict() -> float:  # medvision.predict.segment_case's inference on each case
+    def predict() -> float:  # medvision.inference.predict.segment_case's inference on each case
         with torch.no_grad():
             return float(sum(model.predict_step({"image": b["image"]}, 0).argmax(1).sum() for b in loader))
 

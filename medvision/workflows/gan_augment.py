@@ -1,7 +1,7 @@
 """``medvision-gan-augment experiment=gan_augment/<name>``: does GAN augmentation of a rare class help?
 
 One command answers it end to end, every stage through the one road (:func:`medvision.train.run`,
-:func:`medvision.generate.generate`), every stage writing into one pipeline folder::
+:func:`medvision.inference.generate.generate`), every stage writing into one pipeline folder::
 
     <out>/gan/                          1. the class-conditional GAN, trained on the imbalanced training split
     <out>/synthetic/                    2. the synthetic store it generates (every class; the minority is mixed in)
@@ -34,7 +34,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from medvision.utils.errors import MedvisionError, report_user_errors
+from medvision.utils.errors import MedvisionError
+from medvision.utils.runs import read_metrics
 
 #: the JSON answer inside the pipeline folder
 RESULTS = "gan_augment.json"
@@ -87,7 +88,7 @@ def run_stage(stage: DictConfig, name: str) -> dict[str, float]:
     folder = Path(stage.paths.output_dir)
     if (folder / "metrics.json").is_file():
         Console().print(f"[bold]{name}[/]: finished before, reusing {folder / 'metrics.json'}")
-        return {k: float(v) for k, v in json.loads((folder / "metrics.json").read_text(encoding="utf-8")).items()}
+        return read_metrics(folder)
     Console().rule(f"[bold]{name}")
     if (folder / "checkpoints" / "last.ckpt").is_file():
         stage.ckpt_path = str(folder / "checkpoints" / "last.ckpt")
@@ -156,7 +157,7 @@ def _generate(cfg: DictConfig, out: Path, ckpt: Path, n_per_class: int) -> Path:
     from rich.console import Console
 
     from medvision.augment.store import MANIFEST
-    from medvision.generate import generate
+    from medvision.inference.generate import generate
     from medvision.utils.config import compose, resolved_container
 
     folder = out / "synthetic"
@@ -179,7 +180,8 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
     from rich.console import Console
 
-    from medvision.augment.report import json_safe, print_results, store_quality
+    from medvision.utils.runs import json_safe
+    from medvision.workflows.gan_report import print_results, store_quality
     from medvision.metrics.classification import safe_name
     from medvision.utils.io import atomic_write_json
 
@@ -258,19 +260,3 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_json(out / RESULTS, json_safe(results))
     print_results(results)
     return results
-
-
-@report_user_errors
-def _task(cfg: DictConfig) -> None:
-    gan_augment(cfg)
-
-
-def main() -> None:
-    """Console entry point ``medvision-gan-augment`` (Hydra CLI, primary config ``gan_augment``)."""
-    from medvision.utils.config import hydra_main
-
-    hydra_main("gan_augment", _task)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,7 @@
   balanced accuracy, mean ± std over seeds, the difference and the verdict) and its GAN quality;
 * the store of a pipeline (``<pipeline dir>/synthetic``): the quality the pipeline measured;
 * a synthetic store (``manifest.json`` + ``samples.npz``) with ``--classifier <ckpt>``: the
-  quality measured now (:func:`medvision.augment.quality.gan_quality`) against the real data
+  quality measured now (:func:`medvision.workflows.gan_quality.gan_quality`) against the real data
   the generator was trained on (the data config stored in the store's generator checkpoint),
   in the feature space of that classifier; ``--tstr`` adds train-on-synthetic/test-on-real.
 
@@ -22,29 +22,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medvision.utils.errors import MedvisionError, report_user_errors
+from medvision.utils.errors import MedvisionError
+from medvision.utils.runs import as_float, json_safe
 
 #: quality figures shown first, in this order (then the per-class ones)
 HEADLINE: tuple[str, ...] = ("fd", "precision", "recall", "agreement", "tstr/acc", "tstr/balanced_acc",
                              "trtr/acc", "trtr/balanced_acc", "n_real", "n_synthetic")
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as strings (JSON has none), through dicts and lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
 def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
+    number = as_float(value)
+    return float("nan") if number is None else number
 
 
 def print_quality(quality: Mapping[str, Any], title: str = "GAN quality") -> None:
@@ -110,7 +98,7 @@ def store_quality(
     k: int = 3,
     tstr: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """:func:`medvision.augment.quality.gan_quality` of a store against the real data of its GAN.
+    """:func:`medvision.workflows.gan_quality.gan_quality` of a store against the real data of its GAN.
 
     Args:
         store: the store folder.
@@ -120,16 +108,16 @@ def store_quality(
             generator checkpoint); its training split is compared with the store, its test
             split scores TSTR.
         k: neighbour of the k-NN precision/recall radii.
-        tstr: :func:`medvision.augment.quality.fit_and_test` options (``{"epochs": 10}``) to
+        tstr: :func:`medvision.workflows.gan_quality.fit_and_test` options (``{"epochs": 10}``) to
             also measure train-on-synthetic/test-on-real and its train-on-real reference;
             ``None``: not measured.
     """
     import numpy as np
     from hydra.utils import instantiate
 
-    from medvision.augment.quality import gan_quality, module_from_checkpoint, real_arrays
     from medvision.augment.store import read_store
-    from medvision.utils.config import config_from_checkpoint
+    from medvision.models.loading import config_from_checkpoint, module_from_checkpoint
+    from medvision.workflows.gan_quality import gan_quality, real_arrays
 
     synth = read_store(store)
     if data is None:
@@ -140,7 +128,7 @@ def store_quality(
         data = config_from_checkpoint(ckpt).data
     datamodule = instantiate(data)
     real, test = real_arrays(datamodule, "train"), real_arrays(datamodule, "test")
-    module = module_from_checkpoint(classifier)
+    module, _ = module_from_checkpoint(classifier)
     channels = int(module.hparams.get("in_channels", real[0].shape[1]))
     if channels != real[0].shape[1] or channels != synth.images.shape[1]:
         if channels != 3 or real[0].shape[1] != 1 or synth.images.shape[1] != 1:
@@ -166,7 +154,7 @@ def report(path: str | os.PathLike[str], classifier: str | None = None, tstr_epo
     Raises:
         MedvisionError: the folder is neither, or a store comes without a classifier.
     """
-    from medvision.augment.pipeline import QUALITY, RESULTS
+    from medvision.workflows.gan_augment import QUALITY, RESULTS
     from medvision.augment.store import MANIFEST
 
     folder = Path(path)
@@ -188,37 +176,3 @@ def report(path: str | os.PathLike[str], classifier: str | None = None, tstr_epo
         return quality
     raise MedvisionError(f"{folder} is neither a gan_augment pipeline folder ({RESULTS}) nor a synthetic store ({MANIFEST})",
                          fix="pass the folder printed by medvision-gan-augment or written by medvision-generate")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medvision-gan-report", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", help="a gan_augment pipeline folder or a synthetic store folder")
-    parser.add_argument("--classifier", help="store only: classifier checkpoint trained on the same data (its features)")
-    parser.add_argument("--tstr", type=int, default=None, metavar="EPOCHS",
-                        help="store only: also train on synthetic / test on real for EPOCHS epochs")
-    parser.add_argument("--k", type=int, default=3, help="store only: k of the k-NN precision/recall (default 3)")
-    parser.add_argument("--json", dest="json_out", help="also write the figures to this JSON file")
-    return parser
-
-
-@report_user_errors
-def _main(args: argparse.Namespace) -> None:
-    figures = report(args.path, args.classifier, args.tstr, args.k)
-    if args.json_out:
-        from medvision.utils.io import atomic_write_json, refuse_input_as_output
-
-        inputs: list[str | None] = [args.path, args.classifier]
-        folder = Path(args.path)
-        inputs += [str(p) for p in folder.iterdir()] if folder.is_dir() else []
-        refuse_input_as_output(args.json_out, inputs, what="--json")
-        atomic_write_json(args.json_out, json_safe(figures))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point ``medvision-gan-report``."""
-    _main(_parser().parse_args(sys.argv[1:] if argv is None else list(argv)))
-
-
-if __name__ == "__main__":
-    main()

@@ -5,7 +5,7 @@ shape, same affine, same orientation, integer labels; optionally the class proba
 4D NIfTI beside it). Classification checkpoints write one CSV of class probabilities.
 
 The preprocessing is the run's own: the ``data.transforms.load`` pipeline stored in the
-checkpoint (:func:`medvision.utils.config.config_from_checkpoint`), never retyped. Segmentation
+checkpoint (:func:`medvision.models.loading.config_from_checkpoint`), never retyped. Segmentation
 runs sliding-window inference with the run's ``model.inferer`` settings, then inverts the
 spatial steps of that pipeline (MONAI ``Invertd``: padding, cropping, resampling, reorienting)
 on the probabilities and takes the arg-max in the original grid.
@@ -36,10 +36,6 @@ from medvision.utils.errors import MedvisionError, report_user_errors
 #: exit status when some cases failed and every other case was written
 PARTIAL_FAILURE_EXIT_CODE = 3
 
-#: what the model must know of its data, stored in the checkpoint's hyperparameters
-#: (the keys of the datamodules' ``model_kwargs()``)
-DATA_KWARGS: tuple[str, ...] = ("label_names", "in_channels", "task", "spatial_dims")
-
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 DICOM_SUFFIX = ".dcm"
 PICTURE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -47,28 +43,6 @@ SUFFIXES: tuple[str, ...] = (*NIFTI_SUFFIXES, DICOM_SUFFIX, *PICTURE_SUFFIXES)
 
 
 # ----------------------------------------------------------------------------- files
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); on success it is renamed to ``path``.
-
-    For writers that take a file name (NIfTI, TorchScript, ONNX): a reader never sees a
-    half-written file and a crash never leaves one.
-    """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(dest.suffixes[-2:]) if dest.name.endswith(".nii.gz") else dest.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 @dataclass
 class Case:
     """One input to predict: a file, or a DICOM series (a folder of ``.dcm`` files)."""
@@ -129,53 +103,25 @@ def find_cases(source: str | Path, spatial_dims: int) -> list[Case]:
 
 
 # ----------------------------------------------------------------------------- model
-def load_module(ckpt_path: str | Path) -> tuple[Any, DictConfig]:
-    """Rebuild the LightningModule of a medvision checkpoint, weights loaded, in eval mode.
-
-    The model is built from the run config stored in the checkpoint; what it knew of the data
-    (label names, channels, task) comes from the checkpoint's hyperparameters, so the training
-    data need not exist here.
-
-    Args:
-        ckpt_path: a ``.ckpt`` written by ``medvision-train``.
+def load_module(ckpt_path: str | Path, command: str = "medvision-predict") -> tuple[Any, DictConfig, str]:
+    """The checkpoint's LightningModule (:func:`medvision.models.loading.module_from_checkpoint`),
+    its run config and its problem, refusing a model this command does not use.
 
     Returns:
-        ``(module, run_config)``.
+        ``(module, run_config, problem)``; problem is ``segmentation`` or ``classification``.
 
     Raises:
-        MedvisionError: the file is not a readable medvision checkpoint, or its tensors do not
-            fit the model its config builds.
+        MedvisionError: not a readable medvision checkpoint, or the checkpoint of another kind of
+            model (e.g. a GAN).
     """
-    from hydra.utils import instantiate
+    from medvision.models.loading import module_from_checkpoint, problem_of
 
-    from medvision.utils.checkpoint import check_checkpoint_weights, load_checkpoint
-    from medvision.utils.config import CHECKPOINT_CONFIG_KEY, resolved_container
-
-    checkpoint = load_checkpoint(ckpt_path)
-    saved = OmegaConf.create(checkpoint[CHECKPOINT_CONFIG_KEY])
-    hparams = checkpoint.get("hyper_parameters") or {}
-    kwargs = {key: hparams[key] for key in DATA_KWARGS if key in hparams}
-    module = instantiate(saved.model, **kwargs)
-    check_checkpoint_weights(checkpoint, ckpt_path, module, resolved_container(saved))
-    module.load_state_dict(checkpoint["state_dict"])
-    return module.eval(), saved
-
-
-def problem_of(module: Any) -> str:
-    """``segmentation`` or ``classification``.
-
-    Raises:
-        MedvisionError: the checkpoint holds another kind of model (e.g. a GAN).
-    """
-    from medvision.models.classifier import ClassifierModule
-    from medvision.models.segmenter import SegmenterModule
-
-    if isinstance(module, SegmenterModule):
-        return "segmentation"
-    if isinstance(module, ClassifierModule):
-        return "classification"
-    raise MedvisionError(f"medvision-predict uses segmenters and classifiers, not a {type(module).__name__}",
-                         fix="pass the checkpoint of a segmentation or classification run")
+    module, saved = module_from_checkpoint(ckpt_path)
+    problem = problem_of(module)
+    if problem not in ("segmentation", "classification"):
+        raise MedvisionError(f"{command} uses segmenters and classifiers, not a {type(module).__name__}",
+                             fix="pass the checkpoint of a segmentation or classification run")
+    return module, saved, problem
 
 
 def spatial_dims_of(run_cfg: DictConfig, module: Any) -> int:
@@ -257,6 +203,8 @@ def write_nifti(array: Any, affine: Any, path: Path, like: Path | None = None) -
     image.set_sform(affine, code=sform_code)
     image.set_qform(affine, code=qform_code)
     image.header.set_xyzt_units("mm")
+    from medvision.utils.io import atomic_output
+
     with atomic_output(path) as tmp:
         nib.save(image, tmp)
 
@@ -417,8 +365,7 @@ def predict(cfg: DictConfig) -> PredictionSummary:
         from medvision.utils.printing import print_config_tree
 
         print_config_tree(cfg)
-    module, run_cfg = load_module(cfg.ckpt_path)
-    problem = problem_of(module)
+    module, run_cfg, problem = load_module(cfg.ckpt_path)
     spatial_dims = spatial_dims_of(run_cfg, module)
     if problem == "segmentation" and cfg.get("inferer"):
         module.inferer.update(OmegaConf.to_container(cfg.inferer, resolve=True))
@@ -482,21 +429,3 @@ def _print_summary(summary: PredictionSummary, total: int, output: Path) -> None
                   highlight=False)
     for name, problem in summary.failed.items():
         console.print(f"[bold red]skipped[/] {escape(name)}: {escape(problem)}", highlight=False)
-
-
-@report_user_errors
-def _task(cfg: DictConfig) -> None:
-    code = predict(cfg).exit_code
-    if code:
-        sys.exit(code)
-
-
-def main() -> None:
-    """Console entry point ``medvision-predict`` (exit 0: all written; 3: some cases skipped; 2: user error)."""
-    from medvision.utils.config import hydra_main
-
-    hydra_main("predict", _task)
-
-
-if __name__ == "__main__":
-    main()

@@ -63,9 +63,9 @@ def generate(cfg: DictConfig) -> Path:
     import numpy as np
     import torch
 
-    from medvision.augment.quality import module_from_checkpoint
     from medvision.augment.store import write_store
     from medvision.models.gan import noise_for_seeds
+    from medvision.models.loading import module_from_checkpoint
     from medvision.utils.io import refuse_input_as_output
 
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
@@ -76,7 +76,7 @@ def generate(cfg: DictConfig) -> Path:
 
         print_config_tree(cfg)
     ckpt = Path(cfg.ckpt_path).resolve()
-    module = module_from_checkpoint(ckpt)
+    module, _ = module_from_checkpoint(ckpt)
     if not hasattr(module, "sample"):
         raise MedvisionError(f"checkpoint {ckpt} holds a {type(module).__name__}, not a GAN",
                              fix="pass the checkpoint of a medvision-train model=gan run")
@@ -104,19 +104,3 @@ def generate(cfg: DictConfig) -> Path:
 
     print_metrics_table({f"n_{module.label_names[c]}": float(n) for c in classes}, title=f"synthetic store: {path}")
     return path
-
-
-@report_user_errors
-def _task(cfg: DictConfig) -> None:
-    generate(cfg)
-
-
-def main() -> None:
-    """Console entry point ``medvision-generate``."""
-    from medvision.utils.config import hydra_main
-
-    hydra_main("generate", _task)
-
-
-if __name__ == "__main__":
-    main()

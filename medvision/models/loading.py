@@ -1,5 +1,6 @@
-"""Safe checkpoint loading: ``weights_only`` reads, and a clear error for a checkpoint that does
-not fit the run (another task, another network, other classes), instead of a state-dict dump.
+"""Checkpoint -> module, in one place: ``weights_only`` reads, the run config stored inside, the
+LightningModule rebuilt from it, and a clear error for a checkpoint that does not fit the run
+(another task, another network, other classes) instead of a state-dict dump.
 
 A medvision checkpoint carries the run's resolved config (``medvision_config``). Its task is
 the model's ``_target_`` (``SegmenterModule``, ``ClassifierModule``, ...), its network the
@@ -13,11 +14,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from medvision.utils.config import CHECKPOINT_CONFIG_KEY
+from omegaconf import DictConfig, OmegaConf
+
+from medvision.utils.config import CHECKPOINT_CONFIG_KEY, config_dir, resolved_container
 from medvision.utils.errors import MedvisionError
 
 #: ``ckpt_path`` values Lightning resolves itself (no file to check beforehand)
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+#: what a model must know of its data, stored in the checkpoint's hyperparameters
+#: (the keys of the DataModules' ``model_kwargs()``)
+DATA_KWARGS: tuple[str, ...] = ("label_names", "in_channels", "task", "spatial_dims")
 _FIX_OTHER_RUN = "use a checkpoint of a run of this model and network, or start a new run without ckpt_path"
 
 
@@ -85,8 +91,6 @@ def check_checkpoint_task(checkpoint: Mapping[str, Any], ckpt_path: str | Path, 
 def _choices(group: str, target: str) -> list[str]:
     """Options of a config group (``model``, ``model/net``) whose config builds ``target``."""
     import re
-
-    from medvision.utils.config import config_dir
 
     folder = config_dir() / group
     pattern = re.compile(rf"^\s*_target_:\s*{re.escape(target)}\s*$", re.MULTILINE)
@@ -164,3 +168,55 @@ def check_checkpoint_fits(ckpt_path: str | Path | None, config: Mapping[str, Any
     checkpoint = load_checkpoint(ckpt_path)
     check_checkpoint_task(checkpoint, ckpt_path, config)
     return checkpoint
+
+
+def config_from_checkpoint(ckpt_path: str | Path) -> DictConfig:
+    """Read the resolved run config stored in a medvision checkpoint (``weights_only`` load).
+
+    Args:
+        ckpt_path: a ``.ckpt`` file written by :func:`medvision.train.run`.
+
+    Raises:
+        MedvisionError: the file is missing, unreadable, or not a medvision checkpoint.
+    """
+    return OmegaConf.create(load_checkpoint(ckpt_path)[CHECKPOINT_CONFIG_KEY])
+
+
+def module_from_checkpoint(ckpt_path: str | Path) -> tuple[Any, DictConfig]:
+    """Rebuild the LightningModule of a medvision checkpoint, weights loaded, in eval mode on CPU.
+
+    The model is built from the run config stored in the checkpoint; what it knew of the data
+    (label names, channels, task, dimensionality) comes from the checkpoint's hyperparameters,
+    so neither the training data nor the config tree is needed.
+
+    Args:
+        ckpt_path: a ``.ckpt`` written by ``medvision-train``.
+
+    Returns:
+        ``(module, run_config)``.
+
+    Raises:
+        MedvisionError: the file is not a readable medvision checkpoint, or its tensors do not
+            fit the model its config builds.
+    """
+    from hydra.utils import instantiate
+
+    checkpoint = load_checkpoint(ckpt_path)
+    saved = OmegaConf.create(checkpoint[CHECKPOINT_CONFIG_KEY])
+    hparams = checkpoint.get("hyper_parameters") or {}
+    module = instantiate(saved.model, **{key: hparams[key] for key in DATA_KWARGS if key in hparams})
+    check_checkpoint_weights(checkpoint, ckpt_path, module, resolved_container(saved))
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval(), saved
+
+
+def problem_of(module: Any) -> str:
+    """``segmentation``, ``classification`` or ``generation``: the problem a LightningModule solves."""
+    from medvision.models.classifier import ClassifierModule
+    from medvision.models.gan import GANModule
+    from medvision.models.segmenter import SegmenterModule
+
+    for cls, problem in ((SegmenterModule, "segmentation"), (ClassifierModule, "classification"), (GANModule, "generation")):
+        if isinstance(module, cls):
+            return problem
+    raise TypeError(f"{type(module).__name__} is not a medvision LightningModule")

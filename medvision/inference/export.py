@@ -187,8 +187,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from medvision.predict import atomic_output, load_module, problem_of
-    from medvision.utils.io import atomic_write_json
+    from medvision.inference.predict import load_module
+    from medvision.utils.io import atomic_output, atomic_write_json
 
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise MedvisionError("medvision-export needs a checkpoint", fix="medvision-export ckpt_path=<run>/checkpoints/best.ckpt format=onnx")
@@ -202,8 +202,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise MedvisionError("format=onnx needs the onnx package, which is not installed",
                              fix="pip install 'medvision[export]' (onnx and onnxruntime)")
     output = _output_path(cfg)
-    module, run_cfg = load_module(cfg.ckpt_path)
-    problem = problem_of(module)
+    module, run_cfg, problem = load_module(cfg.ckpt_path, command="medvision-export")
     net = module.net.cpu().eval()
     shape = example_shape(cfg, run_cfg, module, problem)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(int(cfg.check.seed)))
@@ -229,19 +228,3 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     print(f"wrote {output} and {output}.json")
     info["path"] = str(output)
     return info
-
-
-@report_user_errors
-def _task(cfg: DictConfig) -> None:
-    export(cfg)
-
-
-def main() -> None:
-    """Console entry point ``medvision-export``."""
-    from medvision.utils.config import hydra_main
-
-    hydra_main("export", _task)
-
-
-if __name__ == "__main__":
-    main()

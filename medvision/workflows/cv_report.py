@@ -27,30 +27,16 @@ REPORT_NAME = "cv_report"
 
 def _folds(sweep_dir: Path) -> list[dict[str, Any]]:
     """``{"job", "fold", "num_folds", "metrics"}`` of each finished fold job of the sweep, by fold."""
-    import yaml
+    from medvision.utils.runs import finished_runs
 
     jobs = []
-    for metrics_file in sorted(sweep_dir.glob("*/metrics.json")):
-        job = metrics_file.parent
-        config_file = job / "config_resolved.yaml"
-        if not config_file.is_file():
-            continue
-        data = (yaml.safe_load(config_file.read_text()) or {}).get("data") or {}
+    for run in finished_runs(sweep_dir, recursive=False):
+        data = run.config.get("data") or {}
         if data.get("num_folds") is None:
             continue
-        metrics = json.loads(metrics_file.read_text())
-        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or _is_number(v)}
-        jobs.append({"job": job.name, "fold": int(data.get("fold", 0)), "num_folds": int(data["num_folds"]),
-                     "metrics": numbers})
+        jobs.append({"job": run.path.name, "fold": int(data.get("fold", 0)), "num_folds": int(data["num_folds"]),
+                     "metrics": run.metrics})
     return sorted(jobs, key=lambda j: j["fold"])
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def cv_report(sweep_dir: str | Path) -> dict[str, Any]:
@@ -133,17 +119,13 @@ def write_report(sweep_dir: str | Path, output_dir: str | Path | None = None) ->
         output_dir: where to write (default: ``sweep_dir``).
     """
     from medvision.utils.io import atomic_write_json, atomic_write_text
+    from medvision.utils.runs import json_safe
 
     report = cv_report(sweep_dir)
     out = Path(output_dir or sweep_dir)
-    atomic_write_json(out / f"{REPORT_NAME}.json", {**report, **{k: _finite(report[k]) for k in ("mean", "std")}})
+    atomic_write_json(out / f"{REPORT_NAME}.json", json_safe(report))
     atomic_write_text(out / f"{REPORT_NAME}.md", to_markdown(report))
     return report
-
-
-def _finite(values: dict[str, float]) -> dict[str, float | str]:
-    """JSON has no NaN: non-finite numbers are written as strings (``"nan"``)."""
-    return {k: (v if math.isfinite(v) else str(v)) for k, v in values.items()}
 
 
 class CVReport(Callback):
@@ -160,29 +142,3 @@ class CVReport(Callback):
             return
         print(f"cross-validation report ({len(report['folds'])} of {report['num_folds']} folds): "
               f"{sweep_dir / (REPORT_NAME + '.md')}")
-
-
-@report_user_errors
-def _main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="medvision-cv-report",
-        description="Mean and standard deviation of every metric over the folds of a k-fold multirun "
-                    "(medvision-train -m data.num_folds=5 data.fold=0,1,2,3,4 ...), and one row per fold. "
-                    "Writes cv_report.json and cv_report.md.",
-    )
-    parser.add_argument("sweep_dir", type=Path, help="the multirun folder (logs/train/multiruns/<date_time>)")
-    parser.add_argument("--output-dir", type=Path, default=None, help="where to write the report (default: sweep_dir)")
-    args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        raise MedvisionError(f"{args.sweep_dir} is not a folder", fix="pass the sweep dir of a medvision-train -m run")
-    report = write_report(args.sweep_dir, args.output_dir)
-    print(to_markdown(report))
-
-
-def main() -> None:
-    """Console entry point ``medvision-cv-report``."""
-    _main(sys.argv[1:])
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""Using trained models: prediction in the original space, export, generation from a GAN."""

@@ -1,0 +1,1 @@
+"""End-to-end pipelines above ``medvision.train.run``: GAN augmentation, cross-validation reports."""
