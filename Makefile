@@ -1,6 +1,7 @@
 # medvision: two commands a newcomer needs. Each creates .venv if it is missing.
 #   make train   run the default experiment (3D U-Net on the embedded MNI152 tissue data, CPU)
-#   make test    run the test suite
+#   make lint    ruff (lint + format check) and the import-linter contracts (pyproject.toml)
+#   make test    lint, then run the test suite
 #   make bench   benchmark suite vs a plain MONAI loop -> BENCHMARKS.md (BENCH_ARGS="--only 1,2")
 # GPU users: set TORCH_SPEC to the torch build for their CUDA, e.g.
 #   make train TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
@@ -10,7 +11,9 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medvision-installed
 
-.PHONY: train test bench venv clean-venv
+LINT_PATHS := medvision tests scripts
+
+.PHONY: train lint test bench venv clean-venv
 
 venv: $(STAMP)
 
@@ -24,7 +27,12 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/medvision-train $(ARGS)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/lint-imports --no-cache --no-logo
+
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

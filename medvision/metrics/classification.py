@@ -31,14 +31,11 @@ import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as tmc
 
+from medvision.utils.names import safe_name  # noqa: F401 - metric names of labels, re-exported
+
 #: the classification tasks medvision knows (the DataModules' ``task``)
 TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
 
-
-
-def safe_name(label: str) -> str:
-    """A label as a metric-name suffix: lower case, runs of other characters as ``_``."""
-    return re.sub(r"[^0-9a-zA-Z]+", "_", label).strip("_").lower() or "label"
 
 
 def _collection(task: str, n: int) -> dict[str, Metric]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medvision.metrics.classification import safe_name
+from medvision.utils.names import safe_name
 from medvision.utils.errors import MedvisionError
 
 

@@ -41,6 +41,9 @@ class ClassifierModule(MedvisionModule):
         monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
     """
 
+    #: the problem this module solves (:func:`medvision.models.loading.problem_of`)
+    problem = "classification"
+
     def __init__(
         self,
         net: Callable[..., nn.Module],

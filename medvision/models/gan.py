@@ -127,6 +127,9 @@ class GANModule(pl.LightningModule):
         fd_seed: seed of the fixed validation noise and of the random feature network.
     """
 
+    #: the problem this module solves (:func:`medvision.models.loading.problem_of`)
+    problem = "generation"
+
     def __init__(
         self,
         net: Callable[..., nn.Module],

@@ -211,12 +211,12 @@ def module_from_checkpoint(ckpt_path: str | Path) -> tuple[Any, DictConfig]:
 
 
 def problem_of(module: Any) -> str:
-    """``segmentation``, ``classification`` or ``generation``: the problem a LightningModule solves."""
-    from medvision.models.classifier import ClassifierModule
-    from medvision.models.gan import GANModule
-    from medvision.models.segmenter import SegmenterModule
+    """``segmentation``, ``classification`` or ``generation``: the problem a LightningModule solves.
 
-    for cls, problem in ((SegmenterModule, "segmentation"), (ClassifierModule, "classification"), (GANModule, "generation")):
-        if isinstance(module, cls):
-            return problem
-    raise TypeError(f"{type(module).__name__} is not a medvision LightningModule")
+    Raises:
+        TypeError: ``module`` is not a medvision LightningModule.
+    """
+    problem = getattr(type(module), "problem", None)
+    if not isinstance(problem, str):
+        raise TypeError(f"{type(module).__name__} is not a medvision LightningModule")
+    return problem

@@ -43,6 +43,9 @@ class SegmenterModule(MedvisionModule):
         scheduler_interval: ``epoch`` or ``step``.
     """
 
+    #: the problem this module solves (:func:`medvision.models.loading.problem_of`)
+    problem = "segmentation"
+
     def __init__(
         self,
         net: Callable[..., nn.Module],

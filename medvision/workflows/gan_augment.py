@@ -35,11 +35,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError
-from medvision.utils.runs import read_metrics
+from medvision.utils.runs import numbers, read_metrics
 
 #: the JSON answer inside the pipeline folder
-RESULTS = "gan_augment.json"
-QUALITY = "quality.json"
 #: the pipeline's resolved config (a folder continued with another config is refused)
 CONFIG = "pipeline_config.json"
 ARMS: tuple[str, ...] = ("real", "synthetic")
@@ -181,8 +179,8 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
     from rich.console import Console
 
     from medvision.utils.runs import json_safe
-    from medvision.workflows.gan_report import print_results, store_quality
-    from medvision.metrics.classification import safe_name
+    from medvision.workflows.gan_report import QUALITY, RESULTS, print_results, store_quality
+    from medvision.utils.names import safe_name
     from medvision.utils.io import atomic_write_json
 
     data_template = OmegaConf.to_container(cfg.data, resolve=False)
@@ -232,7 +230,7 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
     # 4. GAN quality in the feature space of the first real-data classifier
     quality: dict[str, float] = {}
     if cfg.quality.enabled and (out / QUALITY).is_file():
-        quality = {k: float(v) for k, v in json.loads((out / QUALITY).read_text(encoding="utf-8")).items()}
+        quality = numbers(json.loads((out / QUALITY).read_text(encoding="utf-8")))
     elif cfg.quality.enabled:
         Console().rule("[bold]GAN quality")
         feature_ckpt = out / "classifier" / "real" / f"seed_{seeds[0]}" / "checkpoints" / "best.ckpt"

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from medvision.augment.store import SyntheticStore, read_store
-from medvision.metrics.classification import safe_name
+from medvision.utils.names import safe_name
 from medvision.metrics.generative import class_agreement, features, frechet_distance, knn_precision_recall
 from medvision.utils.errors import MedvisionError
 

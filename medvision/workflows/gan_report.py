@@ -25,6 +25,9 @@ from typing import Any
 from medvision.utils.errors import MedvisionError
 from medvision.utils.runs import as_float, json_safe
 
+#: what a gan_augment pipeline folder holds: its answer and the GAN's quality
+RESULTS = "gan_augment.json"
+QUALITY = "quality.json"
 #: quality figures shown first, in this order (then the per-class ones)
 HEADLINE: tuple[str, ...] = ("fd", "precision", "recall", "agreement", "tstr/acc", "tstr/balanced_acc",
                              "trtr/acc", "trtr/balanced_acc", "n_real", "n_synthetic")
@@ -154,7 +157,6 @@ def report(path: str | os.PathLike[str], classifier: str | None = None, tstr_epo
     Raises:
         MedvisionError: the folder is neither, or a store comes without a classifier.
     """
-    from medvision.workflows.gan_augment import QUALITY, RESULTS
     from medvision.augment.store import MANIFEST
 
     folder = Path(path)
