@@ -33,6 +33,7 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     """
     from hydra.utils import instantiate
 
+    from medvision.callbacks.last_epoch import ValidateLastEpoch
     from medvision.callbacks.reseed import ReseedEveryStep
     from medvision.callbacks.run_config import RunConfigInCheckpoint
     from medvision.models.loading import check_checkpoint_fits, check_checkpoint_weights
@@ -47,7 +48,9 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     if checkpoint is not None:
         check_checkpoint_weights(checkpoint, cfg.ckpt_path, model, config_for_checkpoint)
         del checkpoint
-    callbacks = instantiate_group(cfg.get("callbacks")) + [RunConfigInCheckpoint(config_for_checkpoint), ReseedEveryStep()]
+    # ValidateLastEpoch: the epoch where training stops validates, so a best checkpoint exists
+    extra = [RunConfigInCheckpoint(config_for_checkpoint), ReseedEveryStep(), ValidateLastEpoch()]
+    callbacks = instantiate_group(cfg.get("callbacks")) + extra
     loggers = instantiate_group(cfg.get("logger"))
     # The DataModules give their own samplers (medvision.data.sampling): seeded per epoch for
     # training, each case exactly once over the DDP ranks for validation/test. Lightning's

@@ -80,7 +80,7 @@ def _checkpoint_of_another_task(best: Path, dest: Path) -> Path:
     import torch
 
     checkpoint = torch.load(best, map_location="cpu", weights_only=True)
-    checkpoint["medvision_config"]["model"]["_target_"] = "medvision.models.ClassifierModule"
+    checkpoint["medvision_config"]["model"]["_target_"] = "medvision.models.classifier.ClassifierModule"
     torch.save(checkpoint, dest)
     return dest
 
@@ -114,7 +114,7 @@ BUILDERS: dict[str, Callable[[Path, FinishedRun], BadInput]] = {
         "medvision-eval", [f"ckpt_path={_truncated(run.best_ckpt, d / 'cut.ckpt')}"], ["cut.ckpt", "could not be read"]),
     "wrong_task_checkpoint": lambda d, run: BadInput(
         "medvision-train", [*TINY_2D, "print_config=false", f"ckpt_path={_checkpoint_of_another_task(run.best_ckpt, d / 'cls.ckpt')}"],
-        ["cls.ckpt", "holds a medvision.models.ClassifierModule model", "builds a medvision.models.SegmenterModule"]),
+        ["cls.ckpt", "holds a medvision.models.classifier.ClassifierModule model", "builds a medvision.models.segmenter.SegmenterModule"]),
     "wrong_network_checkpoint": lambda d, run: BadInput(
         "medvision-train", [*TINY_2D, "print_config=false", "model/net=segresnet", f"ckpt_path={run.best_ckpt}"],
         ["holds a monai.networks.nets.UNet network", "builds a monai.networks.nets.SegResNet", "model/net=unet"]),

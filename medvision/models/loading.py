@@ -79,7 +79,7 @@ def check_checkpoint_task(checkpoint: Mapping[str, Any], ckpt_path: str | Path, 
     saved = checkpoint.get(CHECKPOINT_CONFIG_KEY) or {}
     for keys, what, group in ((("model",), "model (task)", "model"), (("model", "net"), "network", "model/net")):
         theirs, ours = _target(saved, *keys), _target(config, *keys)
-        if theirs and ours and theirs != ours:
+        if theirs and ours and not _same_object(theirs, ours):
             choices = _choices(group, theirs)
             choose = f"{group}={' or '.join(choices)}" if choices else f"{'.'.join(keys)}._target_={theirs}"
             raise MedvisionError(
@@ -88,14 +88,28 @@ def check_checkpoint_task(checkpoint: Mapping[str, Any], ckpt_path: str | Path, 
             )
 
 
+def _same_object(a: str, b: str) -> bool:
+    """Whether two ``_target_`` paths name the same object (``medvision.models.SegmenterModule``, the
+    package's re-export that older checkpoints store, is ``medvision.models.segmenter.SegmenterModule``)."""
+    if a == b:
+        return True
+    from hydra.utils import get_object
+
+    try:
+        return get_object(a) is get_object(b)
+    except Exception:  # noqa: BLE001 - a path that no longer imports names another object
+        return False
+
+
 def _choices(group: str, target: str) -> list[str]:
     """Options of a config group (``model``, ``model/net``) whose config builds ``target``."""
     import re
 
     folder = config_dir() / group
-    pattern = re.compile(rf"^\s*_target_:\s*{re.escape(target)}\s*$", re.MULTILINE)
+    pattern = re.compile(r"^\s*_target_:\s*(\S+)\s*$", re.MULTILINE)
     return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")
-                  if pattern.search(p.read_text()) and (group != "model" or p.parent == folder))
+                  if any(_same_object(m, target) for m in pattern.findall(p.read_text()))
+                  and (group != "model" or p.parent == folder))
 
 
 def _flat(node: Any, prefix: str) -> dict[str, Any]:
