@@ -130,6 +130,7 @@ def run_cli(
     cwd: Path,
     home: Path | None = None,
     timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a console script (``medvision-train``, ``medvision-eval``) of this environment.
 
@@ -139,17 +140,17 @@ def run_cli(
         cwd: the working folder.
         home: ``MEDVISION_HOME`` (default: ``cwd``).
         timeout: seconds before the process is killed (the test then fails).
+        env: variables set on top of :func:`script_env`'s.
 
     Returns:
         The finished process; ``stdout`` holds stdout and stderr together.
     """
     exe = BIN / script
     assert exe.is_file(), f"console script {script} is not installed next to {sys.executable}"
-    env = script_env(home or cwd)
     return subprocess.run(
         [str(exe), *args],
         cwd=cwd,
-        env=env,
+        env={**script_env(home or cwd), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

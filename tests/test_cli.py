@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import TINY_2D, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -132,3 +132,15 @@ def test_help_lists_the_config_groups(tmp_path: Path) -> None:
     assert {"fast_dev_run", "limit", "overfit"} <= groups["debug"]
     assert {"csv", "tensorboard", "wandb", "many"} <= groups["logger"]
     assert not (tmp_path / "logs").exists(), "--help must not start a run"
+
+
+def test_a_run_prints_no_import_chatter_of_other_libraries(tmp_path: Path) -> None:
+    """``import monai`` pulls in Optuna and so alembic, whose plugin registry logged seven
+    "setup plugin alembic...." INFO lines at every start; medvision's and Lightning's own
+    messages must still be there."""
+    proc = run_cli("medvision-train", [*TINY_2D, "debug=fast_dev_run", "print_config=false", "test=false"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-1500:]
+    noise = [line for line in proc.stdout.splitlines() if "alembic" in line]
+    assert not noise, "\n".join(noise)
+    assert "data audit of 8 cases" in proc.stdout, proc.stdout[-1500:]  # medvision's
+    assert "[lightning.pytorch.utilities.rank_zero][INFO] - GPU available" in proc.stdout, proc.stdout[-1500:]  # Lightning's

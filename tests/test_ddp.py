@@ -28,8 +28,10 @@ ODD_SPLITS = [*[a for a in TINY_2D if not a.startswith("data.source.num_cases")]
 def test_ddp_cpu_trains_validates_tests_into_one_output_dir_with_single_process_metrics(
         tmp_path: Path, compose_run) -> None:
     proc = run_cli("medvision-train", [*ODD_SPLITS, "debug=limit", "seed=42", "trainer=ddp_cpu", "print_config=false",
-                                       "trainer.limit_val_batches=null", "trainer.limit_test_batches=null"],
-                   cwd=tmp_path, timeout=300)
+                                       "trainer.limit_val_batches=null", "trainer.limit_test_batches=null",
+                                       "+callbacks.probe._target_=ddp_probe.ProcessGroupProbe",
+                                       "+callbacks.probe.output_dir=${paths.output_dir}"],
+                   cwd=tmp_path, timeout=300, env={"PYTHONPATH": str(Path(__file__).parent)})
     assert proc.returncode == 0, proc.stdout[-4000:]
     # both ranks ran (rank 1 is a re-launched medvision-train)
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout, proc.stdout[-4000:]
@@ -37,6 +39,10 @@ def test_ddp_cpu_trains_validates_tests_into_one_output_dir_with_single_process_
     # Hydra's output dir is not multiplied by ranks: rank 1 reuses rank 0's folder
     assert len(runs) == 1, runs
     out = runs[0]
+    # each rank trained in one gloo process group of 2 (asked of torch.distributed inside the run)
+    probes = [json.loads((out / f"process_group_rank{r}.json").read_text()) for r in (0, 1)]
+    for rank, probe in enumerate(probes):
+        assert (probe["rank"], probe["backend"], probe["world_size"]) == (rank, "gloo", 2), probe
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("test/dice_mean", "val/dice_mean"):
         assert math.isfinite(metrics[key]) and 0.0 <= metrics[key] <= 1.0, metrics

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -134,22 +135,28 @@ def test_a_finished_pipeline_folder_is_not_overwritten(pipeline: tuple[Path, str
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment" / "gan_augment").glob("*.yaml")))
 def test_every_gan_augment_config_composes_into_valid_stages(experiment: str, tmp_path: Path) -> None:
     """Every stage of every shipped pipeline (the full-size ones too) is a valid run config."""
+    from hydra.utils import get_class
     from omegaconf import OmegaConf
 
-    from medvision.workflows.gan_augment import _overrides, stage_config
+    from medvision.models import ClassifierModule, GANModule
     from medvision.utils.config import compose
     from medvision.utils.validate import validate_config
+    from medvision.workflows.gan_augment import stage_config
+
+    def overrides(stage: Any) -> list[str]:
+        """A stage's overrides as conf/gan_augment.yaml documents them: its list, then its max_epochs."""
+        return [*stage.overrides, *([f"trainer.max_epochs={stage.max_epochs}"] if stage.max_epochs is not None else [])]
 
     cfg = compose([f"experiment=gan_augment/{experiment}", f"paths.root_dir={tmp_path}"], config_name="gan_augment",
                   output_dir=tmp_path / "out")
     template = OmegaConf.to_container(cfg.data, resolve=False)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     assert resolved.data.imbalance and len(resolved.seeds) >= 2
-    gan = stage_config(resolved, template, _overrides(resolved.gan), tmp_path / "gan", data=resolved.gan.data)
-    assert gan.model._target_ == "medvision.models.GANModule" and gan.monitor == "val/fd"
-    classifier = stage_config(resolved, template, _overrides(resolved.classifier), tmp_path / "cls",
+    gan = stage_config(resolved, template, overrides(resolved.gan), tmp_path / "gan", data=resolved.gan.data)
+    assert get_class(gan.model._target_) is GANModule and gan.monitor == "val/fd"
+    classifier = stage_config(resolved, template, overrides(resolved.classifier), tmp_path / "cls",
                               data={**resolved.classifier.data, "synthetic": {"store": "/s", "ratio": 1.0}}, seed=3)
-    assert classifier.model._target_ == "medvision.models.ClassifierModule" and classifier.seed == 3
+    assert get_class(classifier.model._target_) is ClassifierModule and classifier.seed == 3
     assert (gan.trainer.max_epochs, classifier.trainer.max_epochs) == (resolved.gan.max_epochs, resolved.classifier.max_epochs)
     assert classifier.data.imbalance == resolved.data.imbalance == gan.data.imbalance
     assert classifier.data.counts_report == str(tmp_path / "cls" / "data_counts.json")

@@ -22,7 +22,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 from conftest import compose_in, run_cli
-from predict_fixtures import classifier_checkpoint, segmenter_checkpoint
+from predict_fixtures import (
+    COL_DIR, COLS, FIRST_IPP, PIXEL_SPACING, ROW_DIR, ROWS, SLICE_STEP, SLICES, classifier_checkpoint,
+    segmenter_checkpoint, spheres, write_ct_series,
+)
 
 from medvision.utils.errors import MedvisionError
 
@@ -34,19 +37,6 @@ SHAPE = (40, 27, 20)
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a > 0, b > 0
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
-
-
-def spheres(points_mm: np.ndarray, rng: np.random.Generator, extent_mm: np.ndarray, n: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    """Image (0..1: spheres 0.5-1.0 over uniform noise < 0.3, as the training data) and label at ``points_mm``."""
-    shape = points_mm.shape[:-1]
-    image, label = np.zeros(shape), np.zeros(shape, np.uint8)
-    for _ in range(n):
-        radius = rng.uniform(4.0, 6.0)
-        centre = rng.uniform(radius + 1, extent_mm - radius - 1)
-        inside = ((points_mm - centre) ** 2).sum(-1) <= radius**2
-        image[inside], label[inside] = rng.uniform(0.5, 1.0), 1
-    image = np.maximum(image, rng.uniform(0, 0.3, shape))
-    return (image - image.min()) / (image.max() - image.min()), label
 
 
 def write_ras_las(folder: Path, seed: int = 1) -> dict[str, np.ndarray]:
@@ -145,55 +135,6 @@ def test_existing_outputs_and_inputs_are_never_overwritten(ras_las: dict, medvis
 
 
 # ----------------------------------------------------------------------------- DICOM
-ROW_DIR, COL_DIR = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])  # coronal slices (LPS)
-PIXEL_SPACING = (0.9, 1.1)  # (between rows, between columns) mm
-SLICE_STEP = 2.0
-ROWS, COLS, SLICES = 30, 28, 16
-FIRST_IPP = np.array([-15.0, -40.0, 25.0])
-
-
-def write_ct_series(folder: Path, seed: int = 2) -> np.ndarray:
-    """A coronal CT series (int16 + rescale to HU), files named in shuffled order.
-
-    Returns:
-        The reference label on MONAI's voxel grid of the series (column, row, slice).
-    """
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    normal = np.cross(ROW_DIR, COL_DIR)
-    i, j, k = np.meshgrid(np.arange(COLS), np.arange(ROWS), np.arange(SLICES), indexing="ij")
-    # patient (LPS) position of every voxel; spheres are drawn in the frame of the slices
-    local = np.stack([i * PIXEL_SPACING[1], j * PIXEL_SPACING[0], k * SLICE_STEP], -1)
-    rng = np.random.default_rng(seed)
-    image, label = spheres(local, rng, np.array([COLS * PIXEL_SPACING[1], ROWS * PIXEL_SPACING[0], SLICES * SLICE_STEP]), n=4)
-    stored = np.round(image * 1000).astype(np.int16)  # HU = stored - 1024
-    folder.mkdir(parents=True)
-    series, study, frame = generate_uid(), generate_uid(), generate_uid()
-    for n, s in enumerate(rng.permutation(SLICES)):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality, ds.PatientID, ds.InstanceNumber = "CT", "phantom", int(s) + 1
-        ds.ImagePositionPatient = [float(v) for v in FIRST_IPP + s * SLICE_STEP * normal]
-        ds.ImageOrientationPatient = [float(v) for v in (*ROW_DIR, *COL_DIR)]
-        ds.PixelSpacing = [PIXEL_SPACING[0], PIXEL_SPACING[1]]
-        ds.SliceThickness = SLICE_STEP
-        ds.Rows, ds.Columns = ROWS, COLS
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-        ds.PixelData = np.ascontiguousarray(stored[:, :, s].T).tobytes()  # (rows, columns) in the file
-        ds.save_as(folder / f"IM{n:04d}.dcm", enforce_file_format=True)
-    assert len(pydicom.dcmread(folder / "IM0000.dcm").PixelData) == ROWS * COLS * 2
-    return label
-
-
 def test_dicom_series_mask_has_the_series_geometry(medvision_home: Path, seg_ckpt: Path, tmp_path: Path) -> None:
     """A series folder gives a mask on the series' grid; a folder mixing two series is refused
     (MONAI's reader would stack both series' slices into one volume)."""

@@ -31,12 +31,29 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"medvision's config tree (train.yaml) was not found beside {here}")
 
 
+#: loggers of libraries that talk at INFO level about their own import, not about the run.
+#: ``alembic``: MONAI's ``import monai`` loads ``monai.apps.auto3dseg``, which imports Optuna when
+#: it is installed (the Hydra Optuna sweeper brings it), which imports alembic, whose plugin
+#: registry logs seven "setup plugin alembic...." lines at INFO; under Hydra's job logging (root
+#: at INFO) they were printed at the start of every run. Their warnings and errors still show.
+QUIET_LOGGERS: tuple[str, ...] = ("alembic",)
+
+
+def quiet_library_loggers() -> None:
+    """Raise :data:`QUIET_LOGGERS` to WARNING (medvision's, Lightning's and Hydra's loggers are untouched)."""
+    import logging
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def hydra_main(config_name: str, task: Any) -> None:
     """Run ``task(cfg)`` as a Hydra command line on the primary config ``config_name``.
 
     The one place every console script (``medvision-train``, ``-eval``, ``-predict``, ...) gets
-    its Hydra CLI from: the shipped config tree, Hydra 1.3 semantics, and a fast ``--help``
-    (:func:`medvision.utils.hydra_speed.share_config_store`).
+    its Hydra CLI from: the shipped config tree, Hydra 1.3 semantics, a fast ``--help``
+    (:func:`medvision.utils.hydra_speed.share_config_store`) and no import chatter of other
+    libraries in the run's log (:func:`quiet_library_loggers`).
 
     Args:
         config_name: ``train``, ``eval``, ``predict``, ``export``, ``generate`` or ``gan_augment``.
@@ -46,6 +63,7 @@ def hydra_main(config_name: str, task: Any) -> None:
 
     from medvision.utils.hydra_speed import share_config_store
 
+    quiet_library_loggers()
     share_config_store()
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)(task)()
 

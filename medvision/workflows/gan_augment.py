@@ -1,4 +1,4 @@
-"""``medvision-gan-augment experiment=gan_augment/<name>``: does GAN augmentation of a rare class help?
+"""``medvision-gan-augment workflow=gan_augment/<name>``: does GAN augmentation of a rare class help?
 
 One command answers it end to end, every stage through the one road (:func:`medvision.train.run`,
 :func:`medvision.inference.generate.generate`), every stage writing into one pipeline folder::
