@@ -9,7 +9,6 @@ on top of the stored config.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,10 +38,15 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
     from medvision.models.loading import config_from_checkpoint
 
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
-        raise MedvisionError("medvision-eval needs a checkpoint", fix="medvision-eval ckpt_path=<run dir>/checkpoints/best.ckpt")
+        raise MedvisionError(
+            "medvision-eval needs a checkpoint", fix="medvision-eval ckpt_path=<run dir>/checkpoints/best.ckpt"
+        )
     saved = config_from_checkpoint(cfg.ckpt_path)
-    callbacks = {k: v for k, v in (saved.get("callbacks") or {}).items()
-                 if not (isinstance(v, DictConfig) and str(v.get("_target_", "")).endswith(_TRAINING_ONLY))}
+    callbacks = {
+        k: v
+        for k, v in (saved.get("callbacks") or {}).items()
+        if not (isinstance(v, DictConfig) and str(v.get("_target_", "")).endswith(_TRAINING_ONLY))
+    }
     merged = OmegaConf.create({"data": saved.data, "model": saved.model, "seed": saved.seed, "callbacks": callbacks})
     if merged.data.get("audit_report"):  # the audit report of an evaluation goes to its own folder
         merged.data.audit_report = "${paths.output_dir}/data_audit.json"

@@ -81,7 +81,9 @@ def finish(loggers: list[Any], metrics: dict[str, float], output_dir: Path, titl
             wandb.finish()  # one W&B run per job, also inside an in-process multirun
 
 
-def check_output_dir(output_dir: Path, config: dict[str, Any], finished: tuple[str, ...], resuming: bool = False) -> None:
+def check_output_dir(
+    output_dir: Path, config: dict[str, Any], finished: tuple[str, ...], resuming: bool = False
+) -> None:
     """Refuse an output dir that holds a finished run's results, or that is an input of the run.
 
     Args:
@@ -96,16 +98,21 @@ def check_output_dir(output_dir: Path, config: dict[str, Any], finished: tuple[s
     from medvision.utils.io import refuse_input_as_output
 
     data = config.get("data") or {}
-    refuse_input_as_output(output_dir, [data.get("root"), data.get("manifest")], what="paths.output_dir (hydra.run.dir)")
+    refuse_input_as_output(
+        output_dir, [data.get("root"), data.get("manifest")], what="paths.output_dir (hydra.run.dir)"
+    )
     if resuming:
         return
-    found = [name for name in finished if (output_dir / name).is_file()
-             or ((output_dir / name).is_dir() and any((output_dir / name).iterdir()))]
+    found = [
+        name
+        for name in finished
+        if (output_dir / name).is_file() or ((output_dir / name).is_dir() and any((output_dir / name).iterdir()))
+    ]
     if found:
         raise MedvisionError(
             f"{output_dir} already holds the results of a finished run ({', '.join(found)}); it is not overwritten",
             fix="leave hydra.run.dir to its default (a new folder per run) or pick a new one; "
-                "to continue that run, pass ckpt_path=<that dir>/checkpoints/last.ckpt",
+            "to continue that run, pass ckpt_path=<that dir>/checkpoints/last.ckpt",
         )
 
 
@@ -158,7 +165,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         output_dir.mkdir(parents=True, exist_ok=True)
         if resuming:
             for kept in keep_previous_results(output_dir, ("metrics.json", "config_resolved.yaml")):
-                print(f"resuming in {output_dir}: the earlier {kept.name.split('.before_resume')[0]}* is kept as {kept.name}")
+                print(
+                    f"resuming in {output_dir}: the earlier {kept.name.split('.before_resume')[0]}*"
+                    f" is kept as {kept.name}"
+                )
         if cfg.get("print_config", True):
             print_config_tree(cfg)
         atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))

@@ -88,7 +88,7 @@ def run_labels(runs: Sequence[Path]) -> list[str]:
     return [str(r.relative_to(common)) or r.name for r in resolved]
 
 
-def draw(curves: dict[str, Series], metrics: Sequence[str], x: str, title: str | None = None) -> "object":
+def draw(curves: dict[str, Series], metrics: Sequence[str], x: str, title: str | None = None) -> object:
     """One panel per metric, one line per run; returns the matplotlib ``Figure`` (Agg, no pyplot)."""
     from matplotlib.figure import Figure
 
@@ -96,16 +96,16 @@ def draw(curves: dict[str, Series], metrics: Sequence[str], x: str, title: str |
     rows = -(-len(metrics) // cols)
     fig = Figure(figsize=(4.6 * cols, 3.4 * rows + 0.4), dpi=100, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=False):
         for label, series in curves.items():
             points = series.get(metric)
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=label)
         ax.set_title(metric)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), fontsize="small")
@@ -142,12 +142,15 @@ def plot_runs(
     if out.exists() and not overwrite:
         raise PlotError(f"{out} exists and is kept\n  fix: give another --out, or --overwrite to replace it")
     runs = find_runs(paths)
-    curves = dict(zip(run_labels(runs), (read_series(r, x) for r in runs)))
+    curves = dict(zip(run_labels(runs), (read_series(r, x) for r in runs), strict=True))
     logged = sorted({m for series in curves.values() for m in series})
     if metrics:
         unknown = [m for m in metrics if m not in logged]
         if unknown:
-            raise PlotError(f"metric(s) {', '.join(unknown)} logged by none of the {len(runs)} run(s)\n  fix: choose from {', '.join(logged)}")
+            raise PlotError(
+                f"metric(s) {', '.join(unknown)} logged by none of the {len(runs)} run(s)\n"
+                f"  fix: choose from {', '.join(logged)}"
+            )
         chosen = list(metrics)
     else:
         chosen = [m for m in logged if any(len(s.get(m, ())) >= 2 for s in curves.values())] or logged
@@ -157,8 +160,11 @@ def plot_runs(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("runs", nargs="+", help="run folders (or folders holding runs)")
     parser.add_argument("--out", default="curves.png", help="the PNG to write (default: curves.png)")
     parser.add_argument("--metrics", nargs="+", help="metrics to draw (default: all with 2+ points)")

@@ -45,10 +45,18 @@ def write_case(root: Path, name: str, seed: int) -> dict[str, str]:
 
 
 def write_manifest(root: Path, cases: list[dict[str, str]], labels: list[str] = LABELS) -> Path:
-    (root / "dataset.json").write_text(json.dumps({
-        "name": root.name, "labels": {str(i): n for i, n in enumerate(labels)}, "modality": {"0": "MR"},
-        "numTraining": len(cases), "training": cases,
-    }, indent=1))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": root.name,
+                "labels": {str(i): n for i, n in enumerate(labels)},
+                "modality": {"0": "MR"},
+                "numTraining": len(cases),
+                "training": cases,
+            },
+            indent=1,
+        )
+    )
     return root
 
 

@@ -63,7 +63,9 @@ def compose_in(root: Path, output_dir: Path, overrides: Sequence[str] = (), conf
     """Compose the real config tree with the session's data root and a run output folder."""
     from medvision.utils.config import compose
 
-    return compose([f"paths.root_dir={root}", "print_config=false", *overrides], config_name=config_name, output_dir=output_dir)
+    return compose(
+        [f"paths.root_dir={root}", "print_config=false", *overrides], config_name=config_name, output_dir=output_dir
+    )
 
 
 @pytest.fixture
@@ -107,7 +109,6 @@ SHORT_RUN = [*TINY_2D, "debug=limit", "seed=42"]
 def short_run(medvision_home: Path, tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
     """One short training shared by the evaluation and reproducibility tests."""
     return train_in(medvision_home, tmp_path_factory.mktemp("short_run"), SHORT_RUN)
-
 
 
 def script_env(home: Path) -> dict[str, str]:

@@ -38,7 +38,7 @@ def _multilabel(labels: np.ndarray, side: int, rng: np.random.Generator) -> np.n
     cell = side // 4
     for j in np.flatnonzero(labels):
         r, c = divmod(int(j), 4)
-        image[r * cell + 1:(r + 1) * cell - 1, c * cell + 1:(c + 1) * cell - 1] = 220
+        image[r * cell + 1 : (r + 1) * cell - 1, c * cell + 1 : (c + 1) * cell - 1] = 220
     return image
 
 

@@ -17,19 +17,41 @@ from medmnist_files import write_medmnist
 #: a tiny 3D U-Net on MONAI's synthetic spheres (one foreground class, 32^3 volumes, 1 mm):
 #: sphere-vs-background is learnt in 10 short epochs
 SEG3D = [
-    "experiment=synthetic_seg3d", "data.source.num_cases=6", "data.source.size=32", "data.source.num_seg_classes=1",
-    "data.patch_size=[32,32,32]", "data.transforms.num_samples=2",
-    "model.net.channels=[8,16]", "model.net.strides=[2]", "model.net.num_res_units=1", "model.optimizer.lr=1e-2",
-    "trainer.max_epochs=10", "trainer.check_val_every_n_epoch=10", "test=false", "logger=[]", "seed=0",
-    "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    "experiment=synthetic_seg3d",
+    "data.source.num_cases=6",
+    "data.source.size=32",
+    "data.source.num_seg_classes=1",
+    "data.patch_size=[32,32,32]",
+    "data.transforms.num_samples=2",
+    "model.net.channels=[8,16]",
+    "model.net.strides=[2]",
+    "model.net.num_res_units=1",
+    "model.optimizer.lr=1e-2",
+    "trainer.max_epochs=10",
+    "trainer.check_val_every_n_epoch=10",
+    "test=false",
+    "logger=[]",
+    "seed=0",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
 ]
 
 #: a MedMNIST-format classifier (OCTMNIST's format: 4 classes, grey 28 px, repeated to RGB),
 #: a small ResNet trained a few batches: for export and the CSV path, not for accuracy
 CLASSIFIER = [
-    "experiment=medmnist/resnet18_28", "data.flag=octmnist", "model.net.depth=10", "data.batch_size=8",
-    "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false",
-    "logger=[]", "seed=0", "callbacks.gradcam=null", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    "experiment=medmnist/resnet18_28",
+    "data.flag=octmnist",
+    "model.net.depth=10",
+    "data.batch_size=8",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=1",
+    "test=false",
+    "logger=[]",
+    "seed=0",
+    "callbacks.gradcam=null",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
 ]
 
 
@@ -53,8 +75,9 @@ def classifier_checkpoint(home: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- test images
-def spheres(points_mm: np.ndarray, rng: np.random.Generator, extent_mm: np.ndarray,
-            n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+def spheres(
+    points_mm: np.ndarray, rng: np.random.Generator, extent_mm: np.ndarray, n: int = 6
+) -> tuple[np.ndarray, np.ndarray]:
     """Image (0..1: spheres 0.5-1.0 over uniform noise < 0.3, as the training data) and label at ``points_mm``."""
     shape = points_mm.shape[:-1]
     image, label = np.zeros(shape), np.zeros(shape, np.uint8)

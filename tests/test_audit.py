@@ -57,14 +57,19 @@ def test_warnings_keep_the_case(tmp_path: Path) -> None:
     save(root / "imagesTr" / "thick.nii.gz", image, thick)
     save(root / "labelsTr" / "thick.nii.gz", label, thick)
     cases = json.loads((root / "dataset.json").read_text())["training"]
-    cases += [{"image": f"./imagesTr/{n}.nii.gz", "label": f"./labelsTr/{n}.nii.gz"} for n in ("empty", "flat", "thick")]
+    cases += [
+        {"image": f"./imagesTr/{n}.nii.gz", "label": f"./labelsTr/{n}.nii.gz"} for n in ("empty", "flat", "thick")
+    ]
     write_manifest(root, cases)
 
     info = read_msd(root)
     report = audit(info.records, info.label_names, spatial_dims=3)
     assert report.ok, report.errors
     assert {(p.case, p.check, p.severity) for p in report.problems} == {
-        ("empty", "empty", "warning"), ("flat", "constant", "warning"), ("thick", "spacing", "warning")}
+        ("empty", "empty", "warning"),
+        ("flat", "constant", "warning"),
+        ("thick", "spacing", "warning"),
+    }
     dm = VolumeDataModule(root=str(root), val_fraction=0.2, test_fraction=0.2)
     assert len(dm.info.records) == 6, "warnings must not drop cases"
 
@@ -113,10 +118,11 @@ def test_error_policy_reports_every_bad_file_at_once(many_bad, tmp_path: Path, c
 def test_skip_policy_drops_the_bad_cases_and_moves_no_other(many_bad, tmp_path: Path) -> None:
     root, bad = many_bad
     report_path = tmp_path / "run" / "data_audit.json"
-    dm = VolumeDataModule(root=str(root), on_invalid="skip", audit_report=str(report_path),
-                          val_fraction=0.2, test_fraction=0.2)
+    dm = VolumeDataModule(
+        root=str(root), on_invalid="skip", audit_report=str(report_path), val_fraction=0.2, test_fraction=0.2
+    )
     kept = {name: [r["id"] for r in dm.splits[name]] for name in SPLITS}
-    assert sorted(sum(kept.values(), [])) == [f"good_{i}" for i in range(6)]
+    assert sorted(i for ids in kept.values() for i in ids) == [f"good_{i}" for i in range(6)]
     assert [r["id"] for r in dm.info.records] == [f"good_{i}" for i in range(6)]
 
     # the split was made before the drop: each good case is where it would be with all cases
@@ -157,8 +163,10 @@ def test_readers_name_every_missing_file_at_once(tmp_path: Path) -> None:
         read_csv(manifest, LABELS)
     assert "labelsTr/good_1.nii.gz" in str(err.value) and "imagesTr/good_3.nii.gz" in str(err.value)
     report = audit(read_csv(manifest, LABELS, require_files=False).records, LABELS)
-    assert _problems(report) == [("good_1", "missing", "error", "labelsTr/good_1.nii.gz"),
-                                 ("good_3", "missing", "error", "imagesTr/good_3.nii.gz")]
+    assert _problems(report) == [
+        ("good_1", "missing", "error", "labelsTr/good_1.nii.gz"),
+        ("good_3", "missing", "error", "imagesTr/good_3.nii.gz"),
+    ]
 
 
 def _seed_separating(subjects: list[str], a: str, b: str) -> int:
@@ -172,9 +180,16 @@ def _seed_separating(subjects: list[str], a: str, b: str) -> int:
 
 
 def test_one_file_under_two_subjects_in_two_splits_is_leakage(tmp_path: Path) -> None:
-    root = msd_with_one_bad_case(tmp_path / "Task", None, n_good=5)
-    rows = [{"image": f"Task/imagesTr/good_{i}.nii.gz", "label": f"Task/labelsTr/good_{i}.nii.gz",
-             "subject": f"patient_{i}", "id": f"good_{i}"} for i in range(5)]
+    msd_with_one_bad_case(tmp_path / "Task", None, n_good=5)
+    rows = [
+        {
+            "image": f"Task/imagesTr/good_{i}.nii.gz",
+            "label": f"Task/labelsTr/good_{i}.nii.gz",
+            "subject": f"patient_{i}",
+            "id": f"good_{i}",
+        }
+        for i in range(5)
+    ]
     # the scan of patient_0 listed once more under another patient id
     rows.append({**rows[0], "subject": "patient_99", "id": "again"})
     manifest = write_csv(tmp_path / "cases.csv", rows)
@@ -291,21 +306,32 @@ def test_on_invalid_skip_trains_on_the_good_cases(tmp_path: Path, compose_run) -
     label[10, 10] = 9
     save(root / "labelsTr" / f"{broken_test}.nii.gz", label, np.eye(4))
 
-    overrides = ["experiment=synthetic_seg2d", "data.source=null", f"data.root={root}", "data.patch_size=[48,48]",
-                 "data.on_invalid=skip", "debug=fast_dev_run"]
+    overrides = [
+        "experiment=synthetic_seg2d",
+        "data.source=null",
+        f"data.root={root}",
+        "data.patch_size=[48,48]",
+        "data.on_invalid=skip",
+        "debug=fast_dev_run",
+    ]
     cfg = compose_run(overrides)
     metrics = run(cfg)
     assert 0.0 <= metrics["test/dice_mean"] <= 1.0 and "train/loss" in metrics
 
     report = json.loads((Path(cfg.paths.output_dir) / "data_audit.json").read_text())
     assert report["policy"] == "skip" and sorted(report["dropped_cases"]) == sorted([broken_train, broken_test])
-    assert {(p["case"], p["check"]) for p in report["problems"]} == {(broken_train, "readable"), (broken_test, "labels")}
+    assert {(p["case"], p["check"]) for p in report["problems"]} == {
+        (broken_train, "readable"),
+        (broken_test, "labels"),
+    }
 
     dm = instantiate(cfg.data)
     kept = {name: [r["id"] for r in dm.splits[name]] for name in SPLITS}
     assert broken_train not in kept["train"] and broken_test not in kept["test"]
     for name in SPLITS:  # every other case trains, validates or tests where the full split put it
-        assert kept[name] == [records[i]["id"] for i in split[name] if records[i]["id"] not in (broken_train, broken_test)]
+        assert kept[name] == [
+            records[i]["id"] for i in split[name] if records[i]["id"] not in (broken_train, broken_test)
+        ]
 
     # the same data with the default policy stops before training, naming both files
     with pytest.raises(MedvisionError) as err:
@@ -319,7 +345,9 @@ def test_channels_and_other_formats(tmp_path: Path) -> None:
     image, label = good_arrays(1)
     save(tmp_path / "two.nii.gz", np.stack([image, 1 - image], axis=-1))
     save(tmp_path / "lab.nii.gz", label)
-    records = [{"image": str(tmp_path / "two.nii.gz"), "label": str(tmp_path / "lab.nii.gz"), "id": "two", "subject": "a"}]
+    records = [
+        {"image": str(tmp_path / "two.nii.gz"), "label": str(tmp_path / "lab.nii.gz"), "id": "two", "subject": "a"}
+    ]
     assert audit(records, LABELS, num_channels=2, spatial_dims=3).ok
     report = audit(records, LABELS, num_channels=1, spatial_dims=3)
     assert [(p.check, p.case) for p in report.errors] == [("channels", "two")]
@@ -329,7 +357,14 @@ def test_channels_and_other_formats(tmp_path: Path) -> None:
     (tmp_path / "cut.npy").write_bytes((tmp_path / "img.npy").read_bytes()[:90])
     for name in ("img", "cut"):
         np.save(tmp_path / f"lab_{name}.npy", label)
-    records = [{"image": str(tmp_path / f"{name}.npy"), "label": str(tmp_path / f"lab_{name}.npy"), "id": name,
-                "subject": name} for name in ("img", "cut")]
+    records = [
+        {
+            "image": str(tmp_path / f"{name}.npy"),
+            "label": str(tmp_path / f"lab_{name}.npy"),
+            "id": name,
+            "subject": name,
+        }
+        for name in ("img", "cut")
+    ]
     report = audit(records, LABELS, spatial_dims=3)
     assert _problems(report) == [("cut", "readable", "error", f"{tmp_path.name}/cut.npy")]

@@ -41,7 +41,9 @@ def test_tiny_suite_writes_a_complete_report(bench_modules, tmp_path: Path, monk
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "WANDB_MODE"):  # the suite sets them; restored after
         monkeypatch.setenv(var, os.environ.get(var, str(threads) if var != "WANDB_MODE" else "offline"))
     out = tmp_path / "out"
-    rows = run.main(["--size", "tiny", "--threads", str(threads), "--out-dir", str(out), "--workdir", str(tmp_path / "work")])
+    rows = run.main(
+        ["--size", "tiny", "--threads", str(threads), "--out-dir", str(out), "--workdir", str(tmp_path / "work")]
+    )
 
     report = json.loads((out / "benchmarks.json").read_text())
     assert report["machine"]["torch_threads"] == threads and report["machine"]["cores"] >= 1
@@ -85,12 +87,14 @@ def test_tiny_suite_writes_a_complete_report(bench_modules, tmp_path: Path, monk
 
 def test_plain_and_medvision_pipelines_list_the_same_steps(bench_modules, tmp_path: Path) -> None:
     """The hand-written plain transforms and nets mirror the config the medvision side composes."""
-    harness, plain, _ = bench_modules
+    _, plain, _ = bench_modules
     from hydra.utils import instantiate
 
     from medvision.utils.config import compose
 
-    spec = plain.SegSpec(patch=(16, 16, 16), num_samples=1, batch_size=1, channels=(4, 8), strides=(2,), num_res_units=0)
+    spec = plain.SegSpec(
+        patch=(16, 16, 16), num_samples=1, batch_size=1, channels=(4, 8), strides=(2,), num_res_units=0
+    )
     cfg = compose([f"paths.root_dir={tmp_path}", *spec.overrides()], output_dir=tmp_path / "run")
     datamodule = instantiate(cfg.data)
     ours = [type(t).__name__ for t in datamodule.load_transforms + datamodule.augment_transforms]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from conftest import train_in
 from medmnist_files import write_medmnist
 
@@ -23,19 +24,33 @@ MIN_TEST_AUC = 0.85
 
 def _train(home: Path, out: Path, flag: str, n: int) -> dict[str, float]:
     write_medmnist(home / "data" / "medmnist", flag, n=n, seed=0)
-    run = train_in(home, out, [
-        "experiment=medmnist/resnet18_28", f"data.flag={flag}", "data.as_rgb=false",
-        "model.net.depth=10", "model.net.conv1_t_stride=2", "data.batch_size=16", "trainer.max_epochs=8", "seed=0",
-        "callbacks.progress_bar=null", "callbacks.model_summary=null",
-    ])
+    run = train_in(
+        home,
+        out,
+        [
+            "experiment=medmnist/resnet18_28",
+            f"data.flag={flag}",
+            "data.as_rgb=false",
+            "model.net.depth=10",
+            "model.net.conv1_t_stride=2",
+            "data.batch_size=16",
+            "trainer.max_epochs=8",
+            "seed=0",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+        ],
+    )
     assert run.best_ckpt.is_file(), "the best checkpoint (by val/auc) must be written and tested"
     return run.metrics
 
 
-@pytest.mark.parametrize(("flag", "n", "task_keys"), [
-    ("octmnist", 48, ["test/balanced_acc", "test/auc_normal", "test/auc_drusen"]),
-    ("chestmnist", 64, ["test/auc_hernia", "test/auc_atelectasis"]),
-])
+@pytest.mark.parametrize(
+    ("flag", "n", "task_keys"),
+    [
+        ("octmnist", 48, ["test/balanced_acc", "test/auc_normal", "test/auc_drusen"]),
+        ("chestmnist", 64, ["test/auc_hernia", "test/auc_atelectasis"]),
+    ],
+)
 def test_classifier_learns_separable_official_format(flag: str, n: int, task_keys: list[str], tmp_path: Path) -> None:
     metrics = _train(tmp_path / "home", tmp_path / "run", flag, n)
     assert metrics["test/auc"] >= MIN_TEST_AUC, metrics

@@ -35,7 +35,13 @@ def _assert_one_user_error(proc, *names: str, code: int | None = 2) -> None:
 def test_multirun_sweeps_two_lrs_into_two_job_dirs(tmp_path: Path) -> None:
     proc = run_cli(
         "medvision-train",
-        ["-m", "model.optimizer.lr=1e-3,3e-3", "experiment=synthetic_seg2d", "debug=fast_dev_run", "print_config=false"],
+        [
+            "-m",
+            "model.optimizer.lr=1e-3,3e-3",
+            "experiment=synthetic_seg2d",
+            "debug=fast_dev_run",
+            "print_config=false",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-1500:]
@@ -65,9 +71,18 @@ def test_each_job_of_a_multirun_is_its_own_wandb_run(tmp_path: Path) -> None:
     writes one offline run of its own id (kept in its folder for a resume)."""
     proc = run_cli(
         "medvision-train",
-        ["-m", "model.optimizer.lr=1e-3,3e-3", "experiment=synthetic_seg2d", "data.source.num_cases=8",
-         "data.source.size=64", "data.patch_size=[48,48]", "debug=limit", "trainer.max_epochs=1",
-         "logger=wandb", "print_config=false"],
+        [
+            "-m",
+            "model.optimizer.lr=1e-3,3e-3",
+            "experiment=synthetic_seg2d",
+            "data.source.num_cases=8",
+            "data.source.size=64",
+            "data.patch_size=[48,48]",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "logger=wandb",
+            "print_config=false",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-1500:]
@@ -98,14 +113,26 @@ def test_dataset_json_naming_a_missing_file_is_one_clear_message(tmp_path: Path)
     rng = np.random.default_rng(0)
     cases = []
     for i in range(4):
-        nib.save(nib.Nifti1Image(rng.random((16, 16, 16)).astype(np.float32), affine), root / "imagesTr" / f"c{i}.nii.gz")
+        nib.save(
+            nib.Nifti1Image(rng.random((16, 16, 16)).astype(np.float32), affine), root / "imagesTr" / f"c{i}.nii.gz"
+        )
         if i != 2:
-            nib.save(nib.Nifti1Image((rng.random((16, 16, 16)) > 0.5).astype(np.uint8), affine), root / "labelsTr" / f"c{i}.nii.gz")
+            nib.save(
+                nib.Nifti1Image((rng.random((16, 16, 16)) > 0.5).astype(np.uint8), affine),
+                root / "labelsTr" / f"c{i}.nii.gz",
+            )
         cases.append({"image": f"./imagesTr/c{i}.nii.gz", "label": f"./labelsTr/c{i}.nii.gz"})
-    (root / "dataset.json").write_text(json.dumps({
-        "name": "MyTask", "labels": {"0": "background", "1": "thing"}, "modality": {"0": "MR"},
-        "numTraining": len(cases), "training": cases,
-    }))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": "MyTask",
+                "labels": {"0": "background", "1": "thing"},
+                "modality": {"0": "MR"},
+                "numTraining": len(cases),
+                "training": cases,
+            }
+        )
+    )
     proc = run_cli("medvision-train", ["data=msd", f"data.root={root}", "print_config=false"], cwd=tmp_path)
     _assert_one_user_error(proc, "labelsTr/c2.nii.gz")
     assert proc.stdout.count("medvision error") == 1, proc.stdout
@@ -138,9 +165,13 @@ def test_a_run_prints_no_import_chatter_of_other_libraries(tmp_path: Path) -> No
     """``import monai`` pulls in Optuna and so alembic, whose plugin registry logged seven
     "setup plugin alembic...." INFO lines at every start; medvision's and Lightning's own
     messages must still be there."""
-    proc = run_cli("medvision-train", [*TINY_2D, "debug=fast_dev_run", "print_config=false", "test=false"], cwd=tmp_path)
+    proc = run_cli(
+        "medvision-train", [*TINY_2D, "debug=fast_dev_run", "print_config=false", "test=false"], cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stdout[-1500:]
     noise = [line for line in proc.stdout.splitlines() if "alembic" in line]
     assert not noise, "\n".join(noise)
     assert "data audit of 8 cases" in proc.stdout, proc.stdout[-1500:]  # medvision's
-    assert "[lightning.pytorch.utilities.rank_zero][INFO] - GPU available" in proc.stdout, proc.stdout[-1500:]  # Lightning's
+    assert "[lightning.pytorch.utilities.rank_zero][INFO] - GPU available" in proc.stdout, proc.stdout[
+        -1500:
+    ]  # Lightning's

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli
 from omegaconf import OmegaConf
 
+from conftest import run_cli
 from medvision.baselines.medmnist import MODELS, PAPER, PUBLISHED, published
 from medvision.data.medmnist_info import INFO
 from medvision.utils.config import resolved_container
@@ -32,7 +32,9 @@ def test_published_numbers_are_well_formed() -> None:
         table = 4 if INFO[entry.flag].spatial_dims == 3 else 3
         assert entry.source == f"{PAPER}, Table {table}", entry
         if not entry.verified:
-            assert entry.seen_in.strip(), f"{entry.flag}/{entry.model}: an unverified number must name where it was read"
+            assert entry.seen_in.strip(), (
+                f"{entry.flag}/{entry.model}: an unverified number must name where it was read"
+            )
         for value in (entry.acc, entry.auc):
             assert value is None or 0.0 < value <= 1.0
     assert len({(e.flag, e.model) for e in PUBLISHED}) == len(PUBLISHED), "one entry per set and model"
@@ -40,14 +42,31 @@ def test_published_numbers_are_well_formed() -> None:
 
 def test_compare_prints_run_beside_paper(compose_run, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    _finished_run(compose_run, logs / "train" / "runs" / "a", ["experiment=medmnist/resnet18_28", "data.flag=pneumoniamnist"],
-                  {"test/acc": 0.800, "test/auc": 0.950, "val/auc": 0.97}, "a")
-    _finished_run(compose_run, logs / "train" / "runs" / "b", ["experiment=medmnist/resnet50_224", "data.flag=pneumoniamnist"],
-                  {"test/acc": 0.900, "test/auc": 0.960}, "b")
-    _finished_run(compose_run, logs / "train" / "runs" / "c", ["experiment=medmnist/resnet18_3d", "data.flag=organmnist3d"],
-                  {"test/acc": 0.850, "test/auc": 0.990}, "c")
+    _finished_run(
+        compose_run,
+        logs / "train" / "runs" / "a",
+        ["experiment=medmnist/resnet18_28", "data.flag=pneumoniamnist"],
+        {"test/acc": 0.800, "test/auc": 0.950, "val/auc": 0.97},
+        "a",
+    )
+    _finished_run(
+        compose_run,
+        logs / "train" / "runs" / "b",
+        ["experiment=medmnist/resnet50_224", "data.flag=pneumoniamnist"],
+        {"test/acc": 0.900, "test/auc": 0.960},
+        "b",
+    )
+    _finished_run(
+        compose_run,
+        logs / "train" / "runs" / "c",
+        ["experiment=medmnist/resnet18_3d", "data.flag=organmnist3d"],
+        {"test/acc": 0.850, "test/auc": 0.990},
+        "c",
+    )
     # a segmentation run and an unfinished run are not MedMNIST results
-    _finished_run(compose_run, logs / "train" / "runs" / "seg", ["experiment=synthetic_seg2d"], {"test/dice_mean": 0.8}, "seg")
+    _finished_run(
+        compose_run, logs / "train" / "runs" / "seg", ["experiment=synthetic_seg2d"], {"test/dice_mean": 0.8}, "seg"
+    )
     (logs / "train" / "runs" / "unfinished").mkdir()
     (logs / "train" / "runs" / "unfinished" / "metrics.json").write_text("{}")
 
@@ -60,8 +79,14 @@ def test_compare_prints_run_beside_paper(compose_run, tmp_path: Path) -> None:
     assert paper is not None and a["model"] == "ResNet-18 (28)"
     assert a["paper_auc"] == paper.auc and abs(a["diff_auc"] - (0.950 - paper.auc)) < 1e-9
     assert abs(a["diff_acc"] - (0.800 - paper.acc)) < 1e-9
-    assert rows["b"]["model"] == "ResNet-50 (224)" and rows["b"]["paper_acc"] == published("pneumoniamnist", "resnet50_224").acc
-    assert rows["c"]["model"] == "ResNet-18 + 3D" and rows["c"]["paper_auc"] == published("organmnist3d", "resnet18_3d").auc
+    assert (
+        rows["b"]["model"] == "ResNet-50 (224)"
+        and rows["b"]["paper_acc"] == published("pneumoniamnist", "resnet50_224").acc
+    )
+    assert (
+        rows["c"]["model"] == "ResNet-18 + 3D"
+        and rows["c"]["paper_auc"] == published("organmnist3d", "resnet18_3d").auc
+    )
 
     table = run_cli("medvision-compare", [str(logs)], cwd=tmp_path, timeout=60)
     assert table.returncode == 0, table.stdout

@@ -240,9 +240,17 @@ def test_a_checkpoint_with_the_old_target_spelling_still_fits() -> None:
     from medvision.models.loading import check_checkpoint_task
     from medvision.utils.errors import MedvisionError
 
-    new = {"model": {"_target_": "medvision.models.segmenter.SegmenterModule", "net": {"_target_": "monai.networks.nets.UNet"}}}
-    old = {"medvision_config": {"model": {"_target_": "medvision.models.SegmenterModule",
-                                          "net": {"_target_": "monai.networks.nets.UNet"}}}}
+    new = {
+        "model": {
+            "_target_": "medvision.models.segmenter.SegmenterModule",
+            "net": {"_target_": "monai.networks.nets.UNet"},
+        }
+    }
+    old = {
+        "medvision_config": {
+            "model": {"_target_": "medvision.models.SegmenterModule", "net": {"_target_": "monai.networks.nets.UNet"}}
+        }
+    }
     check_checkpoint_task(old, "old.ckpt", new)
     other = {"medvision_config": {"model": {"_target_": "medvision.models.ClassifierModule"}}}
     with pytest.raises(MedvisionError, match="model=classifier"):

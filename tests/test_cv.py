@@ -15,8 +15,17 @@ from conftest import TINY_2D, run_cli
 
 @pytest.mark.slow
 def test_two_fold_cv_multirun_writes_the_aggregate_report(tmp_path: Path) -> None:
-    args = ["-m", *TINY_2D, "debug=limit", "trainer.max_epochs=1", "print_config=false",
-            "data.num_folds=2", "data.fold=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    args = [
+        "-m",
+        *TINY_2D,
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "print_config=false",
+        "data.num_folds=2",
+        "data.fold=0,1",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    ]
     proc = run_cli("medvision-train", args, cwd=tmp_path, timeout=400)
     assert proc.returncode == 0, proc.stdout[-4000:]
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
@@ -36,7 +45,10 @@ def test_two_fold_cv_multirun_writes_the_aggregate_report(tmp_path: Path) -> Non
         assert report["n"][key] == 2
     markdown = (sweep / "cv_report.md").read_text()
     assert "# 2-fold cross-validation" in markdown
-    assert f"| test/dice_mean | {report['mean']['test/dice_mean']:.4f} | {report['std']['test/dice_mean']:.4f} | 2 |" in markdown
+    assert (
+        f"| test/dice_mean | {report['mean']['test/dice_mean']:.4f} | {report['std']['test/dice_mean']:.4f} | 2 |"
+        in markdown
+    )
 
     # the command writes the same report again, elsewhere
     again = run_cli("medvision-cv-report", [str(sweep), "--output-dir", str(tmp_path / "again")], cwd=tmp_path)
@@ -58,14 +70,25 @@ def test_no_subject_in_training_and_validation_of_any_fold(tmp_path: Path) -> No
     rows = []
     for i in range(15):
         case = write_case(tmp_path / "msd", f"case_{i:02d}", seed=i)
-        rows.append({"image": case["image"], "label": case["label"], "subject": f"subject_{i % 6}", "id": f"case_{i:02d}"})
-    manifest = write_csv(tmp_path / "manifest.csv", [
-        {**r, "image": str(tmp_path / "msd" / r["image"]), "label": str(tmp_path / "msd" / r["label"])} for r in rows])
+        rows.append(
+            {"image": case["image"], "label": case["label"], "subject": f"subject_{i % 6}", "id": f"case_{i:02d}"}
+        )
+    manifest = write_csv(
+        tmp_path / "manifest.csv",
+        [{**r, "image": str(tmp_path / "msd" / r["image"]), "label": str(tmp_path / "msd" / r["label"])} for r in rows],
+    )
 
     num_folds, val_subjects = 3, []
     for fold in range(num_folds):
-        dm = VolumeDataModule(manifest=str(manifest), label_names=LABELS, num_folds=num_folds,
-                              fold=fold, test_fraction=0.2, cache="none", audit=False)
+        dm = VolumeDataModule(
+            manifest=str(manifest),
+            label_names=LABELS,
+            num_folds=num_folds,
+            fold=fold,
+            test_fraction=0.2,
+            cache="none",
+            audit=False,
+        )
         subjects = {split: {r["subject"] for r in records} for split, records in dm.splits.items()}
         assert subjects["train"] and subjects["val"] and subjects["test"]
         assert not subjects["train"] & subjects["val"], f"fold {fold}: {subjects}"

@@ -20,18 +20,35 @@ import pytest
 from conftest import TINY_2D, run_cli
 
 #: 10 cases: 3 test, 3 val, 4 train subjects
-ODD_SPLITS = [*[a for a in TINY_2D if not a.startswith("data.source.num_cases")], "data.source.num_cases=10",
-              "data.test_fraction=0.3", "data.val_fraction=0.3"]
+ODD_SPLITS = [
+    *[a for a in TINY_2D if not a.startswith("data.source.num_cases")],
+    "data.source.num_cases=10",
+    "data.test_fraction=0.3",
+    "data.val_fraction=0.3",
+]
 
 
 @pytest.mark.slow
 def test_ddp_cpu_trains_validates_tests_into_one_output_dir_with_single_process_metrics(
-        tmp_path: Path, compose_run) -> None:
-    proc = run_cli("medvision-train", [*ODD_SPLITS, "debug=limit", "seed=42", "trainer=ddp_cpu", "print_config=false",
-                                       "trainer.limit_val_batches=null", "trainer.limit_test_batches=null",
-                                       "+callbacks.probe._target_=ddp_probe.ProcessGroupProbe",
-                                       "+callbacks.probe.output_dir=${paths.output_dir}"],
-                   cwd=tmp_path, timeout=300, env={"PYTHONPATH": str(Path(__file__).parent)})
+    tmp_path: Path, compose_run
+) -> None:
+    proc = run_cli(
+        "medvision-train",
+        [
+            *ODD_SPLITS,
+            "debug=limit",
+            "seed=42",
+            "trainer=ddp_cpu",
+            "print_config=false",
+            "trainer.limit_val_batches=null",
+            "trainer.limit_test_batches=null",
+            "+callbacks.probe._target_=ddp_probe.ProcessGroupProbe",
+            "+callbacks.probe.output_dir=${paths.output_dir}",
+        ],
+        cwd=tmp_path,
+        timeout=300,
+        env={"PYTHONPATH": str(Path(__file__).parent)},
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     # both ranks ran (rank 1 is a re-launched medvision-train)
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout, proc.stdout[-4000:]
@@ -54,8 +71,9 @@ def test_ddp_cpu_trains_validates_tests_into_one_output_dir_with_single_process_
     # the same checkpoint, tested by one process on the same 3 test cases
     from medvision.evaluate import evaluate
 
-    single = evaluate(compose_run([f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}"], config_name="eval", name="eval"),
-                      overrides=[])
+    single = evaluate(
+        compose_run([f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}"], config_name="eval", name="eval"), overrides=[]
+    )
     test_keys = sorted(k for k in metrics if k.startswith("test/"))
     assert len(test_keys) >= 7 and test_keys == sorted(k for k in single if k.startswith("test/"))
     for key in test_keys:

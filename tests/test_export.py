@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_in
-from predict_fixtures import classifier_checkpoint, segmenter_checkpoint
 
+from conftest import compose_in
 from medvision.utils.errors import MedvisionError
+from predict_fixtures import classifier_checkpoint, segmenter_checkpoint
 
 ATOL = RTOL = 1e-4
 
@@ -51,8 +51,14 @@ def _run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 @pytest.mark.parametrize("kind", ["segmenter", "classifier"])
-def test_export_matches_pytorch(kind: str, fmt: str, checkpoints: dict[str, Path], medvision_home: Path,
-                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_matches_pytorch(
+    kind: str,
+    fmt: str,
+    checkpoints: dict[str, Path],
+    medvision_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from medvision.inference.predict import load_module
 
     ckpt = checkpoints[kind]
@@ -62,7 +68,10 @@ def test_export_matches_pytorch(kind: str, fmt: str, checkpoints: dict[str, Path
     assert info["check"]["passed"] and info["check"]["max_abs_diff"] <= ATOL, info["check"]
     assert info["check"]["runtime"].startswith({"torchscript": "torch.jit", "onnx": "onnxruntime"}[fmt])
     printed = capsys.readouterr().out
-    assert f"{fmt} vs PyTorch ({info['check']['runtime']}): max |difference| = {info['check']['max_abs_diff']:.3g}" in printed
+    assert (
+        f"{fmt} vs PyTorch ({info['check']['runtime']}): max |difference| = {info['check']['max_abs_diff']:.3g}"
+        in printed
+    )
     sidecar = json.loads(Path(f"{path}.json").read_text())
     module, _, _ = load_module(ckpt)
     assert sidecar["label_names"] == list(module.label_names)
@@ -88,8 +97,9 @@ def test_export_matches_pytorch(kind: str, fmt: str, checkpoints: dict[str, Path
     assert np.abs(expected).max() > 0.01  # the check compares real outputs, not zeros
 
 
-def test_export_refuses_existing_files_and_unknown_formats(checkpoints: dict[str, Path], medvision_home: Path,
-                                                              tmp_path: Path) -> None:
+def test_export_refuses_existing_files_and_unknown_formats(
+    checkpoints: dict[str, Path], medvision_home: Path, tmp_path: Path
+) -> None:
     info = _export(medvision_home, tmp_path, checkpoints["classifier"], "torchscript")
     assert Path(info["path"]) == tmp_path / "run" / "best.pt"  # default: <run dir>/<checkpoint name>.pt
     before = Path(info["path"]).stat().st_mtime_ns

@@ -15,37 +15,67 @@ import copy
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 from hydra.utils import get_class
+
 from conftest import FinishedRun, train_in
 from medmnist_files import write_medmnist
-
 from medvision.metrics import generative
-from medvision.models.loading import module_from_checkpoint
-from medvision.workflows import gan_quality
 from medvision.models.gan import GANModule, noise_for_seeds
+from medvision.models.loading import module_from_checkpoint
 from medvision.utils.config import config_dir
+from medvision.workflows import gan_quality
 
 SIZE = 16
-RESIZE = f"data.transforms.load.resize={{_target_:monai.transforms.Resized,keys:[image],spatial_size:[{SIZE},{SIZE}],mode:area}}"
-QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.classification_plots=null",
-         "callbacks.overlays=null"]
-CLASSIFIER = ["experiment=medmnist/resnet18_28", "data.flag=pneumoniamnist", "data.as_rgb=false", RESIZE,
-              "data.cache=memory", "model.net.depth=10", "model.net.conv1_t_stride=2", "data.batch_size=32",
-              "trainer.max_epochs=6", "monitor=val/acc", "monitor_mode=max", "seed=0", "callbacks.gradcam=null", *QUIET]
+RESIZE = (
+    "data.transforms.load.resize={_target_:monai.transforms.Resized,keys:[image],"
+    f"spatial_size:[{SIZE},{SIZE}],mode:area}}"
+)
+QUIET = [
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.classification_plots=null",
+    "callbacks.overlays=null",
+]
+CLASSIFIER = [
+    "experiment=medmnist/resnet18_28",
+    "data.flag=pneumoniamnist",
+    "data.as_rgb=false",
+    RESIZE,
+    "data.cache=memory",
+    "model.net.depth=10",
+    "model.net.conv1_t_stride=2",
+    "data.batch_size=32",
+    "trainer.max_epochs=6",
+    "monitor=val/acc",
+    "monitor_mode=max",
+    "seed=0",
+    "callbacks.gradcam=null",
+    *QUIET,
+]
 #: the GAN of the tests: tiny nets (8 generator maps at 16x16, 16 discriminator maps), 8 epochs of
 #: 8 batches of 32 (64 D and 64 G steps), non-saturating loss, Adam lr 1e-3 for both (DCGAN's
 #: 2e-4 needs more steps: 27% of class-0 samples recognised after these 64), EMA 0.999 with warm-up.
 #: Class agreement seen with GAN seeds 0, 1, 2: 1.00, 0.99, 0.99 (200 samples each).
 GAN_EPOCHS = 8
-GAN = ["experiment=gan/medmnist28", RESIZE, f"model.image_size={SIZE}", "model.net.g_channels=8",
-       "model.net.d_channels=16", "model.optimizer_g.lr=1e-3", "model.optimizer_d.lr=1e-3", "data.batch_size=32",
-       f"trainer.max_epochs={GAN_EPOCHS}", "seed=0", *QUIET]
+GAN = [
+    "experiment=gan/medmnist28",
+    RESIZE,
+    f"model.image_size={SIZE}",
+    "model.net.g_channels=8",
+    "model.net.d_channels=16",
+    "model.optimizer_g.lr=1e-3",
+    "model.optimizer_d.lr=1e-3",
+    "data.batch_size=32",
+    f"trainer.max_epochs={GAN_EPOCHS}",
+    "seed=0",
+    *QUIET,
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +93,9 @@ def classifier(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Finished
 
 @pytest.fixture(scope="module")
 def gan(home: Path, classifier: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
-    return train_in(home, tmp_path_factory.mktemp("gan"), [*GAN, f"model.feature_ckpt={classifier.best_ckpt}",
-                                                           "logger=tensorboard"])
+    return train_in(
+        home, tmp_path_factory.mktemp("gan"), [*GAN, f"model.feature_ckpt={classifier.best_ckpt}", "logger=tensorboard"]
+    )
 
 
 def _samples(module: GANModule, n_per_class: int, first_seed: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +111,9 @@ def test_samples_are_recognised_as_their_class(gan: FinishedRun, classifier: Fin
     images, labels = _samples(module, 100)
     assert images.shape == (200, 1, SIZE, SIZE)
     assert images.min() >= -1.0 and images.max() <= 1.0  # the data's -1..1 (MedMNIST load transforms)
-    agreement = generative.class_agreement(module_from_checkpoint(classifier.best_ckpt)[0], images, labels, module.label_names)
+    agreement = generative.class_agreement(
+        module_from_checkpoint(classifier.best_ckpt)[0], images, labels, module.label_names
+    )
     print("class agreement", agreement)
     assert agreement["agreement"] >= 0.8, agreement
     assert min(agreement["agreement/normal"], agreement["agreement/pneumonia"]) >= 0.6, agreement
@@ -101,7 +134,9 @@ def test_frechet_distance_falls_with_training(gan: FinishedRun, classifier: Fini
     fd = {}
     for name, module in (("start", start), ("end", trained)):
         fake, _ = _samples(module, 128)
-        fd[name] = generative.frechet_distance(feats_real, generative.features(module_from_checkpoint(classifier.best_ckpt)[0], fake))
+        fd[name] = generative.frechet_distance(
+            feats_real, generative.features(module_from_checkpoint(classifier.best_ckpt)[0], fake)
+        )
     print("Fréchet distance (classifier features)", fd)
     assert fd["end"] < 0.5 * fd["start"], fd
     # the module logged the same kind of distance every epoch, and the best checkpoint is its minimum
@@ -112,12 +147,13 @@ def test_frechet_distance_falls_with_training(gan: FinishedRun, classifier: Fini
 class OptimizerProbe(pl.Callback):
     """Records what a resumed fit starts from (optimiser states, epoch, global step, EMA updates) and ends at."""
 
-    seen: dict[str, Any] = {}
+    seen: ClassVar[dict[str, Any]] = {}
 
     def _record(self, when: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         OptimizerProbe.seen[when] = dict(
             optimizers=[copy.deepcopy(opt.state_dict()) for opt in trainer.optimizers],
-            epoch=trainer.current_epoch, global_step=trainer.global_step,
+            epoch=trainer.current_epoch,
+            global_step=trainer.global_step,
             ema_updates=int(pl_module.generator_ema.n_averaged),
         )
 
@@ -134,7 +170,7 @@ def _same_state(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -157,17 +193,24 @@ def test_training_resumes_from_last_ckpt(gan: FinishedRun, home: Path, tmp_path:
     assert saved["global_step"] == (epoch + 1) * 2 * batches
     assert _adam_steps(saved["optimizer_states"][0])[0] == (epoch + 1) * batches
 
-    train_in(home, tmp_path / "resumed", [
-        *GAN, f"model.feature_ckpt={classifier.best_ckpt}", f"trainer.max_epochs={epoch + 2}", f"ckpt_path={last}",
-        f"+callbacks.probe._target_={__name__}.OptimizerProbe",
-    ])
+    train_in(
+        home,
+        tmp_path / "resumed",
+        [
+            *GAN,
+            f"model.feature_ckpt={classifier.best_ckpt}",
+            f"trainer.max_epochs={epoch + 2}",
+            f"ckpt_path={last}",
+            f"+callbacks.probe._target_={__name__}.OptimizerProbe",
+        ],
+    )
     start, end = OptimizerProbe.seen["start"], OptimizerProbe.seen["end"]
     assert _same_state(start["optimizers"], saved["optimizer_states"]), "optimiser states differ from last.ckpt"
     assert start["epoch"] == epoch + 1 and start["global_step"] == saved["global_step"]
     assert start["ema_updates"] == (epoch + 1) * batches  # the EMA generator came back too
     # one more epoch ran on top of the restored state
     assert end["global_step"] == saved["global_step"] + 2 * batches
-    for before, after in zip(saved["optimizer_states"], end["optimizers"]):
+    for before, after in zip(saved["optimizer_states"], end["optimizers"], strict=True):
         assert _adam_steps(after) == [s + batches for s in _adam_steps(before)]
     assert end["ema_updates"] == start["ema_updates"] + batches
 
@@ -182,7 +225,7 @@ def test_sample_grid_every_epoch(gan: FinishedRun) -> None:
     assert picture.shape == (2 * (2 * (SIZE + 2) + 2), 2 * (8 * (SIZE + 2) + 2)), picture.shape
     half = picture.shape[0] // 2
     rows = picture[:half], picture[half:]
-    centre = [r[r.shape[0] // 2 - 4:r.shape[0] // 2 + 4].mean() for r in rows]
+    centre = [r[r.shape[0] // 2 - 4 : r.shape[0] // 2 + 4].mean() for r in rows]
     assert centre[0] > centre[1] + 40, centre  # row 0 ("normal"): bright squares; row 1: dark squares
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -203,8 +246,13 @@ def test_gan_quality_of_a_store(gan: FinishedRun, classifier: FinishedRun, tmp_p
     images, labels = _samples(module, 64)
     store = write_store(tmp_path / "store", images, labels, module.label_names, generator_checkpoint=gan.best_ckpt)
     datamodule = instantiate(gan.cfg.data)
-    result = gan_quality.gan_quality(store, gan_quality.real_arrays(datamodule, "train"), classifier.best_ckpt,
-                                 real_test=gan_quality.real_arrays(datamodule, "test"), tstr={"epochs": 2})
+    result = gan_quality.gan_quality(
+        store,
+        gan_quality.real_arrays(datamodule, "train"),
+        classifier.best_ckpt,
+        real_test=gan_quality.real_arrays(datamodule, "test"),
+        tstr={"epochs": 2},
+    )
     print(json.dumps(result, indent=1))
     for key in ("fd", "precision", "recall", "agreement", "fd/normal", "recall/pneumonia", "tstr/acc", "trtr/acc"):
         assert key in result and math.isfinite(result[key]), (key, result)
@@ -223,7 +271,7 @@ def test_frechet_distance_matches_the_closed_form() -> None:
     scaled = a * 2.0  # covariances S and 4S: Tr(S + 4S - 2 * 2S) = Tr(S); means m and 2m: |m|^2
     expected = np.trace(np.cov(a.T)) + np.sum(a.mean(axis=0) ** 2)
     assert generative.frechet_distance(a, scaled) == pytest.approx(expected, rel=1e-4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need two sets of >= 2 feature vectors"):
         generative.frechet_distance(a[:1], a)
 
 
@@ -254,8 +302,9 @@ def test_gan_experiment_runs_fast_dev_run(experiment: str, home: Path, tmp_path:
 
 @pytest.mark.parametrize(("loss", "precision"), [("hinge", "32-true"), ("wgan_gp", "bf16-mixed")])
 def test_losses_and_bf16_mixed_precision(loss: str, precision: str, home: Path, tmp_path: Path) -> None:
-    run = train_in(home, tmp_path / "run", [*GAN, "debug=fast_dev_run", f"model.loss={loss}",
-                                            f"trainer.precision={precision}"])
+    run = train_in(
+        home, tmp_path / "run", [*GAN, "debug=fast_dev_run", f"model.loss={loss}", f"trainer.precision={precision}"]
+    )
     assert all(math.isfinite(run.metrics[k]) for k in ("train/d_loss", "train/g_loss", "test/fd")), run.metrics
     if loss == "wgan_gp":
         assert run.metrics["train/gp"] >= 0.0
@@ -265,10 +314,21 @@ def test_3d_gan_fast_dev_run(tmp_path: Path) -> None:
     """Two tiny 3D volumes (OrganMNIST3D format, 28^3; generated at 32^3 and cropped)."""
     home = tmp_path / "home"
     write_medmnist(home / "data" / "medmnist", "organmnist3d", size=28, n=2, seed=0)
-    run = train_in(home, tmp_path / "run", [
-        "experiment=gan/medmnist28", "data.flag=organmnist3d", "data.spatial_dims=3", "data.batch_size=2",
-        "model.net.g_channels=4", "model.net.d_channels=4", "model.net.latent_dim=16", "debug=fast_dev_run", *QUIET,
-    ])
+    run = train_in(
+        home,
+        tmp_path / "run",
+        [
+            "experiment=gan/medmnist28",
+            "data.flag=organmnist3d",
+            "data.spatial_dims=3",
+            "data.batch_size=2",
+            "model.net.g_channels=4",
+            "model.net.d_channels=4",
+            "model.net.latent_dim=16",
+            "debug=fast_dev_run",
+            *QUIET,
+        ],
+    )
     assert math.isfinite(run.metrics["train/g_loss"]), run.metrics
     grid = sorted((run.output_dir / "images").glob("samples_epoch*.png"))
     assert len(grid) == 1  # 3D samples drawn as their middle slice
@@ -277,19 +337,18 @@ def test_3d_gan_fast_dev_run(tmp_path: Path) -> None:
 def test_bad_settings_are_user_errors(home: Path, tmp_path: Path) -> None:
     from medvision.utils.errors import MedvisionError
 
-    with pytest.raises(MedvisionError, match="model.image_size"):  # the data are 16x16 after resize
+    with pytest.raises(MedvisionError, match=r"model\.image_size"):  # the data are 16x16 after resize
         train_in(home, tmp_path / "size", [*GAN, "debug=fast_dev_run", "model.image_size=28"])
     with pytest.raises(MedvisionError, match="output_range"):  # the data span -1..1
         train_in(home, tmp_path / "range", [*GAN, "debug=fast_dev_run", "model.output_range=[0.0,1.0]"])
     with pytest.raises(MedvisionError, match=r"model.loss='lsgan': expected one of 'non_saturating', 'hinge'"):
         train_in(home, tmp_path / "loss", [*GAN, "debug=fast_dev_run", "model.loss=lsgan"])  # config validation
-    with pytest.raises(MedvisionError, match="model.n_critic=0 must be >= 1"):
+    with pytest.raises(MedvisionError, match=r"model\.n_critic=0 must be >= 1"):
         train_in(home, tmp_path / "critic", [*GAN, "debug=fast_dev_run", "model.n_critic=0"])
 
 
 def test_generate_refuses_a_classifier_checkpoint(classifier: FinishedRun, tmp_path: Path) -> None:
     from conftest import compose_in
-
     from medvision.inference.generate import generate
     from medvision.utils.errors import MedvisionError
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from conftest import run_cli
 from medmnist_files import write_medmnist
-
 from medvision.utils.errors import MedvisionError
 
 SEEDS = (0, 1)
@@ -68,14 +68,24 @@ def test_results_are_the_runs_own_numbers_with_mean_and_spread(pipeline: tuple[P
     for name, key in (("recall_malignant", "test/recall_malignant"), ("balanced_acc", "test/balanced_acc")):
         row = results["metrics"][name]
         for arm in ("real", "synthetic"):
-            runs = [json.loads((out / "classifier" / arm / f"seed_{s}" / "metrics.json").read_text())[key] for s in SEEDS]
+            runs = [
+                json.loads((out / "classifier" / arm / f"seed_{s}" / "metrics.json").read_text())[key] for s in SEEDS
+            ]
             assert row[arm]["values"] == pytest.approx(runs)
-            assert row[arm]["mean"] == pytest.approx(np.mean(runs)) and row[arm]["std"] == pytest.approx(np.std(runs, ddof=1))
+            assert row[arm]["mean"] == pytest.approx(np.mean(runs)) and row[arm]["std"] == pytest.approx(
+                np.std(runs, ddof=1)
+            )
             assert all(0.0 <= v <= 1.0 for v in runs)
         assert row["difference"] == pytest.approx(row["synthetic"]["mean"] - row["real"]["mean"])
         assert row["spread"] == pytest.approx(max(row["real"]["std"], row["synthetic"]["std"]))
         assert row["exceeds_spread"] == (abs(row["difference"]) > row["spread"])
-        expected = "helped" if row["difference"] > row["spread"] else "hurt" if row["difference"] < -row["spread"] else "no clear effect"
+        expected = (
+            "helped"
+            if row["difference"] > row["spread"]
+            else "hurt"
+            if row["difference"] < -row["spread"]
+            else "no clear effect"
+        )
         assert row["verdict"] == expected
     quality = json.loads((out / "quality.json").read_text())
     assert results["quality"] == quality
@@ -83,14 +93,23 @@ def test_results_are_the_runs_own_numbers_with_mean_and_spread(pipeline: tuple[P
         assert math.isfinite(float(quality[key])), key
     assert quality["n_real"] == 25 and quality["n_synthetic"] == 24
     # the printed table: both arms, the difference, the verdict, then the quality figures
-    for text in ("real only", "real + synthetic", "recall_malignant", "balanced_acc", results["metrics"]["balanced_acc"]["verdict"],
-                 "GAN quality", "tstr/acc", f"{results['metrics']['recall_malignant']['real']['mean']:.4f}"):
+    for text in (
+        "real only",
+        "real + synthetic",
+        "recall_malignant",
+        "balanced_acc",
+        results["metrics"]["balanced_acc"]["verdict"],
+        "GAN quality",
+        "tstr/acc",
+        f"{results['metrics']['recall_malignant']['real']['mean']:.4f}",
+    ):
         assert text in stdout, text
 
 
 @pytest.mark.slow
-def test_gan_report_prints_a_pipeline_and_measures_a_store(pipeline: tuple[Path, str], tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_gan_report_prints_a_pipeline_and_measures_a_store(
+    pipeline: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from medvision.cli.gan_report import main
 
     out, _ = pipeline
@@ -120,19 +139,25 @@ def test_gan_report_prints_a_pipeline_and_measures_a_store(pipeline: tuple[Path,
 
 @pytest.mark.slow
 def test_a_finished_pipeline_folder_is_not_overwritten(pipeline: tuple[Path, str]) -> None:
-    from medvision.workflows.gan_augment import gan_augment
     from medvision.utils.config import compose
+    from medvision.workflows.gan_augment import gan_augment
 
     out, _ = pipeline
     before = (out / "gan_augment.json").read_text()
-    cfg = compose(["experiment=gan_augment/medmnist_debug", f"paths.root_dir={out.parent}"], config_name="gan_augment",
-                  output_dir=out)
+    cfg = compose(
+        ["experiment=gan_augment/medmnist_debug", f"paths.root_dir={out.parent}"],
+        config_name="gan_augment",
+        output_dir=out,
+    )
     with pytest.raises(MedvisionError, match="already holds a finished gan_augment pipeline"):
         gan_augment(cfg)
     assert (out / "gan_augment.json").read_text() == before
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment" / "gan_augment").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "experiment",
+    sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment" / "gan_augment").glob("*.yaml")),
+)
 def test_every_gan_augment_config_composes_into_valid_stages(experiment: str, tmp_path: Path) -> None:
     """Every stage of every shipped pipeline (the full-size ones too) is a valid run config."""
     from hydra.utils import get_class
@@ -147,30 +172,47 @@ def test_every_gan_augment_config_composes_into_valid_stages(experiment: str, tm
         """A stage's overrides as conf/gan_augment.yaml documents them: its list, then its max_epochs."""
         return [*stage.overrides, *([f"trainer.max_epochs={stage.max_epochs}"] if stage.max_epochs is not None else [])]
 
-    cfg = compose([f"experiment=gan_augment/{experiment}", f"paths.root_dir={tmp_path}"], config_name="gan_augment",
-                  output_dir=tmp_path / "out")
+    cfg = compose(
+        [f"experiment=gan_augment/{experiment}", f"paths.root_dir={tmp_path}"],
+        config_name="gan_augment",
+        output_dir=tmp_path / "out",
+    )
     template = OmegaConf.to_container(cfg.data, resolve=False)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     assert resolved.data.imbalance and len(resolved.seeds) >= 2
     gan = stage_config(resolved, template, overrides(resolved.gan), tmp_path / "gan", data=resolved.gan.data)
     assert get_class(gan.model._target_) is GANModule and gan.monitor == "val/fd"
-    classifier = stage_config(resolved, template, overrides(resolved.classifier), tmp_path / "cls",
-                              data={**resolved.classifier.data, "synthetic": {"store": "/s", "ratio": 1.0}}, seed=3)
+    classifier = stage_config(
+        resolved,
+        template,
+        overrides(resolved.classifier),
+        tmp_path / "cls",
+        data={**resolved.classifier.data, "synthetic": {"store": "/s", "ratio": 1.0}},
+        seed=3,
+    )
     assert get_class(classifier.model._target_) is ClassifierModule and classifier.seed == 3
-    assert (gan.trainer.max_epochs, classifier.trainer.max_epochs) == (resolved.gan.max_epochs, resolved.classifier.max_epochs)
+    assert (gan.trainer.max_epochs, classifier.trainer.max_epochs) == (
+        resolved.gan.max_epochs,
+        resolved.classifier.max_epochs,
+    )
     assert classifier.data.imbalance == resolved.data.imbalance == gan.data.imbalance
     assert classifier.data.counts_report == str(tmp_path / "cls" / "data_counts.json")
     for stage in (gan, classifier):
         validate_config(stage)
 
 
-@pytest.mark.parametrize(("real", "synthetic", "verdict"), [
-    ([0.50, 0.60, 0.70], [0.90, 0.80, 1.00], "helped"),  # +0.30 > spread 0.10
-    ([0.90, 0.80, 1.00], [0.50, 0.60, 0.70], "hurt"),
-    ([0.50, 0.70, 0.90], [0.60, 0.80, 1.00], "no clear effect"),  # +0.10 < spread 0.20
-    ([0.50], [0.90], "one seed: no spread to compare with"),
-])
-def test_the_verdict_compares_the_difference_with_the_spread(real: list[float], synthetic: list[float], verdict: str) -> None:
+@pytest.mark.parametrize(
+    ("real", "synthetic", "verdict"),
+    [
+        ([0.50, 0.60, 0.70], [0.90, 0.80, 1.00], "helped"),  # +0.30 > spread 0.10
+        ([0.90, 0.80, 1.00], [0.50, 0.60, 0.70], "hurt"),
+        ([0.50, 0.70, 0.90], [0.60, 0.80, 1.00], "no clear effect"),  # +0.10 < spread 0.20
+        ([0.50], [0.90], "one seed: no spread to compare with"),
+    ],
+)
+def test_the_verdict_compares_the_difference_with_the_spread(
+    real: list[float], synthetic: list[float], verdict: str
+) -> None:
     from scipy import stats
 
     from medvision.workflows.gan_augment import compare

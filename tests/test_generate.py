@@ -12,19 +12,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from conftest import FinishedRun, compose_in, run_cli, train_in
 from medmnist_files import write_medmnist
-
-from medvision.models.loading import module_from_checkpoint
 from medvision.augment.store import read_store
 from medvision.inference.generate import generate
 from medvision.models.gan import noise_for_seeds
+from medvision.models.loading import module_from_checkpoint
 from medvision.utils.errors import MedvisionError
 
-TINY_GAN = ["experiment=gan/medmnist28", "model.net.g_channels=4", "model.net.d_channels=8", "data.batch_size=16",
-            "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-            "+trainer.limit_test_batches=1", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-            "callbacks.classification_plots=null", "callbacks.overlays=null"]
+TINY_GAN = [
+    "experiment=gan/medmnist28",
+    "model.net.g_channels=4",
+    "model.net.d_channels=8",
+    "data.batch_size=16",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=1",
+    "+trainer.limit_test_batches=1",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.classification_plots=null",
+    "callbacks.overlays=null",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +45,9 @@ def gan(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
 
 
 def _compose(gan: FinishedRun, tmp_path: Path, overrides: list[str]):
-    return compose_in(tmp_path, tmp_path / "generate_run", [f"ckpt_path={gan.best_ckpt}", *overrides], config_name="generate")
+    return compose_in(
+        tmp_path, tmp_path / "generate_run", [f"ckpt_path={gan.best_ckpt}", *overrides], config_name="generate"
+    )
 
 
 def test_generate_writes_a_store_with_classes_seeds_and_checkpoint(gan: FinishedRun, tmp_path: Path) -> None:
@@ -58,7 +70,9 @@ def test_generate_writes_a_store_with_classes_seeds_and_checkpoint(gan: Finished
     # any sample is made again from its recorded seed alone (batch size 2 above, 1 here)
     module = module_from_checkpoint(manifest["generator_checkpoint"])[0]
     k = 3
-    again = module.sample(torch.tensor([store.labels[k]]), noise_for_seeds([manifest["samples"][k]["seed"]], module.latent_dim))
+    again = module.sample(
+        torch.tensor([store.labels[k]]), noise_for_seeds([manifest["samples"][k]["seed"]], module.latent_dim)
+    )
     np.testing.assert_allclose(again.numpy()[0], store.images[k], atol=1e-6)
 
 
@@ -73,10 +87,13 @@ def test_generate_all_classes_into_a_chosen_folder_never_over_a_store(gan: Finis
     assert (out / "samples.npz").read_bytes() == before
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["classes=[flu]"], "not a class of this GAN"),
-    (["n_per_class=0"], "n_per_class=0"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["classes=[flu]"], "not a class of this GAN"),
+        (["n_per_class=0"], "n_per_class=0"),
+    ],
+)
 def test_bad_requests_are_user_errors(gan: FinishedRun, tmp_path: Path, overrides: list[str], message: str) -> None:
     with pytest.raises(MedvisionError, match=message):
         generate(_compose(gan, tmp_path, overrides))
@@ -86,7 +103,9 @@ def test_missing_checkpoint_is_a_user_error(tmp_path: Path) -> None:
     cfg = compose_in(tmp_path, tmp_path / "generate_run", [], config_name="generate")
     with pytest.raises(MedvisionError, match="needs a GAN checkpoint"):
         generate(cfg)
-    cfg = compose_in(tmp_path, tmp_path / "generate_run", [f"ckpt_path={tmp_path / 'nope.ckpt'}"], config_name="generate")
+    cfg = compose_in(
+        tmp_path, tmp_path / "generate_run", [f"ckpt_path={tmp_path / 'nope.ckpt'}"], config_name="generate"
+    )
     with pytest.raises(MedvisionError, match="checkpoint not found"):
         generate(cfg)
 
@@ -99,8 +118,11 @@ def test_console_script(gan: FinishedRun, tmp_path: Path) -> None:
     print(f"medvision-generate --help: {time.perf_counter() - start:.1f} s")
 
     out = tmp_path / "cli_store"
-    proc = run_cli("medvision-generate", [f"ckpt_path={gan.best_ckpt}", "n_per_class=4", "classes=[0]",
-                                          f"output_dir={out}"], cwd=tmp_path)
+    proc = run_cli(
+        "medvision-generate",
+        [f"ckpt_path={gan.best_ckpt}", "n_per_class=4", "classes=[0]", f"output_dir={out}"],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert read_store(out).manifest["counts"] == {"normal": 4, "pneumonia": 0}
 

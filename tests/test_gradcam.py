@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import train_in
-from medmnist_files import write_medmnist
 from PIL import Image
 
+from conftest import train_in
+from medmnist_files import write_medmnist
 from medvision.callbacks.gradcam import default_target_layer, jet, overlay_image
 
 N_IMAGES = 5
@@ -23,13 +23,26 @@ N_IMAGES = 5
 def test_gradcam_overlays_after_training(tmp_path: Path) -> None:
     home = tmp_path / "home"
     write_medmnist(home / "data" / "medmnist", "octmnist", n=24, seed=0)
-    run = train_in(home, tmp_path / "run", [
-        "experiment=medmnist/resnet18_28", "data.flag=octmnist", "data.as_rgb=false",
-        "model.net.depth=10", "model.net.conv1_t_stride=2", "data.batch_size=8", "data.val_batch_size=4",
-        "trainer.max_epochs=3", "seed=0", "logger=tensorboard",
-        "callbacks.progress_bar=null", "callbacks.model_summary=null",
-        f"callbacks.gradcam.n_images={N_IMAGES}", "callbacks.gradcam.class_source=label",
-    ])
+    run = train_in(
+        home,
+        tmp_path / "run",
+        [
+            "experiment=medmnist/resnet18_28",
+            "data.flag=octmnist",
+            "data.as_rgb=false",
+            "model.net.depth=10",
+            "model.net.conv1_t_stride=2",
+            "data.batch_size=8",
+            "data.val_batch_size=4",
+            "trainer.max_epochs=3",
+            "seed=0",
+            "logger=tensorboard",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+            f"callbacks.gradcam.n_images={N_IMAGES}",
+            "callbacks.gradcam.class_source=label",
+        ],
+    )
     pngs = sorted((run.output_dir / "gradcam").glob("*.png"))
     assert len(pngs) == N_IMAGES, pngs  # across two validation batches of 4
     names = {"normal", "choroidal neovascularization", "drusen", "diabetic macular edema"}
@@ -38,7 +51,7 @@ def test_gradcam_overlays_after_training(tmp_path: Path) -> None:
         assert picture.ndim == 3 and picture.shape[2] in (3, 4), picture.shape
         height, width = picture.shape[:2]
         assert width == 2 * height and height >= 128, picture.shape  # [image | overlay], 28 px enlarged
-        image, overlay = picture[:, : width // 2, :3].astype(int), picture[:, width // 2:, :3].astype(int)
+        image, overlay = picture[:, : width // 2, :3].astype(int), picture[:, width // 2 :, :3].astype(int)
         assert image.std() > 5 and overlay.std() > 5, path  # not constant
         # grey input: equal channels on the left; the heat map colours the right half
         assert (image[..., 0] == image[..., 1]).all()
@@ -69,15 +82,23 @@ def test_overlay_of_a_3d_volume_uses_the_middle_slice() -> None:
     assert jet(np.array([0.0]))[0, 2] > 0.4 and jet(np.array([1.0]))[0, 0] > 0.4
 
 
-@pytest.mark.parametrize(("factory", "layer"), [
-    ("resnet", "layer4"), ("densenet", "class_layers.relu"), ("efficientnet", "_swish"),
-])
+@pytest.mark.parametrize(
+    ("factory", "layer"),
+    [
+        ("resnet", "layer4"),
+        ("densenet", "class_layers.relu"),
+        ("efficientnet", "_swish"),
+    ],
+)
 def test_default_target_layer_per_net(factory: str, layer: str) -> None:
     from monai.networks.nets import DenseNet121
 
     from medvision.models.nets.classifiers import efficientnet, resnet
 
-    net = {"resnet": lambda: resnet(1, 3, depth=10), "densenet": lambda: DenseNet121(2, 1, 3),
-           "efficientnet": lambda: efficientnet(1, 3)}[factory]()
+    net = {
+        "resnet": lambda: resnet(1, 3, depth=10),
+        "densenet": lambda: DenseNet121(2, 1, 3),
+        "efficientnet": lambda: efficientnet(1, 3),
+    }[factory]()
     assert default_target_layer(net) == layer
     assert layer in dict(net.named_modules())

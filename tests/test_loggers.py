@@ -47,8 +47,11 @@ def wandb_records(path: Path) -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def many_loggers_run(medvision_home: Path, tmp_path_factory: pytest.TempPathFactory):
-    return train_in(medvision_home, tmp_path_factory.mktemp("loggers") / "run",
-                    [*TINY_2D, "logger=many", "debug=limit", "seed=1234"])
+    return train_in(
+        medvision_home,
+        tmp_path_factory.mktemp("loggers") / "run",
+        [*TINY_2D, "logger=many", "debug=limit", "seed=1234"],
+    )
 
 
 def test_run_writes_metrics_and_resolved_config(many_loggers_run) -> None:

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 
 import pytest
-from medmnist_files import write_medmnist
 
+from medmnist_files import write_medmnist
 from medvision.train import run
 from medvision.utils.config import config_dir
 
@@ -28,8 +28,16 @@ def test_medmnist_experiment_runs_fast_dev_run(experiment: str, compose_run, tmp
     source = (config_dir() / "experiment" / "medmnist" / f"{experiment}.yaml").read_text()
     assert source.lstrip().startswith("# @package _global_")
     # a root of its own: the tiny files must not shadow anything of the session's data folder
-    cfg = compose_run([f"experiment=medmnist/{experiment}", f"paths.root_dir={tmp_path}", "debug=fast_dev_run",
-                       "data.batch_size=4", "data.val_batch_size=4", "callbacks.gradcam.n_images=2"])
+    cfg = compose_run(
+        [
+            f"experiment=medmnist/{experiment}",
+            f"paths.root_dir={tmp_path}",
+            "debug=fast_dev_run",
+            "data.batch_size=4",
+            "data.val_batch_size=4",
+            "callbacks.gradcam.n_images=2",
+        ]
+    )
     # the protocol: Adam 1e-3, 100 epochs, x0.1 at 50%/75%, selection by validation AUC
     assert cfg.monitor == "val/auc" and cfg.monitor_mode == "max"
     assert cfg.callbacks.model_checkpoint.monitor == "val/auc"

@@ -66,20 +66,31 @@ def test_plot_runs_draws_every_run_into_one_png(short_run: FinishedRun, tmp_path
     runs = plot_runs.find_runs([tmp_path / "runs"])  # a folder holding runs stands for each
     assert runs == [a, b]
     assert plot_runs.run_labels(runs) == ["lr_a", "lr_b"]
-    fig = plot_runs.draw(dict(zip(["lr_a", "lr_b"], [series, series])), ["val/dice_mean", "train/loss_epoch"], "epoch")
+    fig = plot_runs.draw(
+        dict(zip(["lr_a", "lr_b"], [series, series], strict=True)), ["val/dice_mean", "train/loss_epoch"], "epoch"
+    )
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["val/dice_mean", "train/loss_epoch"]
     assert all(len(ax.get_lines()) == 2 for ax in panels)
 
     out = tmp_path / "curves.png"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_runs.py"), str(a), str(b), "--out", str(out)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plot_runs.py"), str(a), str(b), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     picture = np.asarray(Image.open(out).convert("RGB"))
     assert picture.shape[0] > 300 and picture.shape[1] > 400 and picture.std() > 10
 
-    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_runs.py"), str(a), "--out", str(out)],
-                           capture_output=True, text=True, check=False)
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plot_runs.py"), str(a), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert again.returncode == 2 and "exists and is kept" in again.stderr  # never over an existing file
     with pytest.raises(plot_runs.PlotError, match="logged by none"):
         plot_runs.plot_runs([a], tmp_path / "x.png", metrics=["val/nope"])

@@ -16,8 +16,20 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 #: top-level folders that are not source (environments, outputs, build leftovers)
-_NOT_SOURCE_AT_TOP = {".git", ".venv", "build", "dist", "data", "logs", "outputs", "multirun", "wandb",
-                      ".pytest_cache", "notebooks", "tests"}
+_NOT_SOURCE_AT_TOP = {
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "data",
+    "logs",
+    "outputs",
+    "multirun",
+    "wandb",
+    ".pytest_cache",
+    "notebooks",
+    "tests",
+}
 _NOT_SOURCE_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 
@@ -37,7 +49,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist")],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     wheels = sorted((tmp / "dist").glob("medvision-*.whl"))
@@ -77,12 +93,17 @@ def test_installed_wheel_finds_its_config_tree(wheel: Path, tmp_path: Path) -> N
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "import medvision; from medvision.utils.config import config_dir, compose;"
         "print(medvision.__file__); print(config_dir());"
-        "cfg = compose(['experiment=synthetic_seg3d', 'paths.root_dir=' + sys.argv[2]], output_dir=sys.argv[2] + '/out');"
+        "cfg = compose(['experiment=synthetic_seg3d', 'paths.root_dir=' + sys.argv[2]],"
+        " output_dir=sys.argv[2] + '/out');"
         "print(cfg.data.source._target_)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, str(site), str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     module, conf, target = proc.stdout.strip().splitlines()[-3:]

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHORT_RUN, train_in
-from medmnist_files import write_medmnist
 from PIL import Image
 
+from conftest import SHORT_RUN, train_in
+from medmnist_files import write_medmnist
 from medvision.callbacks.classification_plots import confusion_picture, roc_curves
 from medvision.callbacks.overlays import class_colour, mid_slices, overlay_picture
 from medvision.metrics.classification import ClassificationMetrics
@@ -75,15 +75,25 @@ def _wandb_media(run_dir: Path, stage: str) -> tuple[list[np.ndarray], list[np.n
 
 
 def test_segmentation_overlays_after_a_short_run(tmp_path: Path, medvision_home: Path) -> None:
-    run = train_in(medvision_home, tmp_path / "run", [
-        *SHORT_RUN, "logger=many", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-        "callbacks.overlays.every_n_epochs=2",
-    ])
+    run = train_in(
+        medvision_home,
+        tmp_path / "run",
+        [
+            *SHORT_RUN,
+            "logger=many",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+            "callbacks.overlays.every_n_epochs=2",
+        ],
+    )
     folder = run.output_dir / "images"
     names = sorted(p.name for p in folder.glob("*.png"))
     # 3 epochs, every 2: the validation of epoch 2 (0-based 1) and of the last epoch; the test
     assert [n.split("_case")[0] for n in names] == [
-        "overlay_test_00", "overlay_val_epoch0001_00", "overlay_val_epoch0002_00"], names
+        "overlay_test_00",
+        "overlay_val_epoch0001_00",
+        "overlay_val_epoch0002_00",
+    ], names
     assert not list(folder.glob("confusion_*")), "a segmenter draws no confusion matrix"
     min_side = run.cfg.callbacks.overlays.min_side
     for name in names:
@@ -169,7 +179,11 @@ def test_overlay_of_a_volume_shows_the_three_mid_planes() -> None:
     volume[:, :, -1] = 1.0  # the top (superior) slice of a RAS array
     planes = dict(mid_slices(volume))
     assert list(planes) == ["sagittal", "coronal", "axial"]
-    assert planes["sagittal"].shape == (16, 24) and planes["coronal"].shape == (16, 20) and planes["axial"].shape == (24, 20)
+    assert (
+        planes["sagittal"].shape == (16, 24)
+        and planes["coronal"].shape == (16, 20)
+        and planes["axial"].shape == (24, 20)
+    )
     assert planes["sagittal"][0].min() == 1.0 and planes["sagittal"][1:].max() == 0.0  # superior is up
 
     rng = np.random.default_rng(0)
@@ -189,17 +203,36 @@ def test_overlay_of_a_volume_shows_the_three_mid_planes() -> None:
 def test_classification_pictures_after_a_short_run(tmp_path: Path) -> None:
     home = tmp_path / "home"
     write_medmnist(home / "data" / "medmnist", "octmnist", n=16, seed=0)
-    run = train_in(home, tmp_path / "run", [
-        "experiment=medmnist/resnet18_28", "data.flag=octmnist", "data.as_rgb=false",
-        "model.net.depth=10", "model.net.conv1_t_stride=2", "data.batch_size=8", "data.val_batch_size=8",
-        "trainer.max_epochs=2", "seed=0", "logger=tensorboard", "callbacks.gradcam=null",
-        "callbacks.progress_bar=null", "callbacks.model_summary=null",
-        "callbacks.classification_plots.every_n_epochs=1",
-    ])
+    run = train_in(
+        home,
+        tmp_path / "run",
+        [
+            "experiment=medmnist/resnet18_28",
+            "data.flag=octmnist",
+            "data.as_rgb=false",
+            "model.net.depth=10",
+            "model.net.conv1_t_stride=2",
+            "data.batch_size=8",
+            "data.val_batch_size=8",
+            "trainer.max_epochs=2",
+            "seed=0",
+            "logger=tensorboard",
+            "callbacks.gradcam=null",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+            "callbacks.classification_plots.every_n_epochs=1",
+        ],
+    )
     folder = run.output_dir / "images"
     names = sorted(p.name for p in folder.glob("*.png"))
-    assert names == ["confusion_test.png", "confusion_val_epoch0000.png", "confusion_val_epoch0001.png",
-                     "roc_test.png", "roc_val_epoch0000.png", "roc_val_epoch0001.png"], names
+    assert names == [
+        "confusion_test.png",
+        "confusion_val_epoch0000.png",
+        "confusion_val_epoch0001.png",
+        "roc_test.png",
+        "roc_val_epoch0000.png",
+        "roc_val_epoch0001.png",
+    ], names
     for name in names:
         picture = _rgb(folder / name)
         assert min(picture.shape[:2]) >= 300 and picture.std() > 10, (name, picture.shape)

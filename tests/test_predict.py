@@ -21,13 +21,23 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import compose_in, run_cli
-from predict_fixtures import (
-    COL_DIR, COLS, FIRST_IPP, PIXEL_SPACING, ROW_DIR, ROWS, SLICE_STEP, SLICES, classifier_checkpoint,
-    segmenter_checkpoint, spheres, write_ct_series,
-)
 
+from conftest import compose_in, run_cli
 from medvision.utils.errors import MedvisionError
+from predict_fixtures import (
+    COL_DIR,
+    COLS,
+    FIRST_IPP,
+    PIXEL_SPACING,
+    ROW_DIR,
+    ROWS,
+    SLICE_STEP,
+    SLICES,
+    classifier_checkpoint,
+    segmenter_checkpoint,
+    spheres,
+    write_ct_series,
+)
 
 MIN_DICE = 0.6
 SPACING = (1.0, 1.5, 2.0)
@@ -46,7 +56,7 @@ def write_ras_las(folder: Path, seed: int = 1) -> dict[str, np.ndarray]:
         The reference label of each case, in its file's voxel order.
     """
     rng = np.random.default_rng(seed)
-    axes = [np.arange(n) * s for n, s in zip(SHAPE, SPACING)]
+    axes = [np.arange(n) * s for n, s in zip(SHAPE, SPACING, strict=True)]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
     image, label = spheres(points, rng, np.array(SHAPE) * np.array(SPACING))
     affine = np.diag([*SPACING, 1.0])
@@ -60,7 +70,7 @@ def write_ras_las(folder: Path, seed: int = 1) -> dict[str, np.ndarray]:
     return {"ras": label, "las": label[::-1]}
 
 
-def compose_predict(home: Path, run_dir: Path, overrides: list[str]):  # noqa: ANN201 (DictConfig)
+def compose_predict(home: Path, run_dir: Path, overrides: list[str]):
     return compose_in(home, run_dir, overrides, config_name="predict")
 
 
@@ -76,8 +86,11 @@ def ras_las(medvision_home: Path, seg_ckpt: Path, tmp_path_factory: pytest.TempP
 
     root = tmp_path_factory.mktemp("ras_las")
     labels = write_ras_las(root / "cases")
-    cfg = compose_predict(medvision_home, root / "run", [f"ckpt_path={seg_ckpt}", f"input={root / 'cases'}",
-                                                          f"output={root / 'masks'}", "save_probabilities=true"])
+    cfg = compose_predict(
+        medvision_home,
+        root / "run",
+        [f"ckpt_path={seg_ckpt}", f"input={root / 'cases'}", f"output={root / 'masks'}", "save_probabilities=true"],
+    )
     summary = predict(cfg)
     return {"root": root, "labels": labels, "summary": summary, "cfg": cfg}
 
@@ -121,14 +134,18 @@ def test_existing_outputs_and_inputs_are_never_overwritten(ras_las: dict, medvis
 
     root = ras_las["root"]
     before = (root / "masks" / "ras.nii.gz").stat().st_mtime_ns
-    again = compose_predict(medvision_home, root / "run2", [f"ckpt_path={seg_ckpt}", f"input={root / 'cases'}",
-                                                             f"output={root / 'masks'}"])
+    again = compose_predict(
+        medvision_home, root / "run2", [f"ckpt_path={seg_ckpt}", f"input={root / 'cases'}", f"output={root / 'masks'}"]
+    )
     with pytest.raises(MedvisionError, match="exist already") as err:
         predict(again)
     assert "overwrite=true" in str(err.value)
     assert (root / "masks" / "ras.nii.gz").stat().st_mtime_ns == before
-    into_input = compose_predict(medvision_home, root / "run3", [f"ckpt_path={seg_ckpt}", f"input={root / 'cases'}",
-                                                                  f"output={root / 'cases'}", "overwrite=true"])
+    into_input = compose_predict(
+        medvision_home,
+        root / "run3",
+        [f"ckpt_path={seg_ckpt}", f"input={root / 'cases'}", f"output={root / 'cases'}", "overwrite=true"],
+    )
     with pytest.raises(MedvisionError, match="overwrite the input"):
         predict(into_input)
     assert sorted(p.name for p in (root / "cases").iterdir()) == ["las.nii.gz", "ras.nii.gz"]
@@ -149,11 +166,17 @@ def test_dicom_series_mask_has_the_series_geometry(medvision_home: Path, seg_ckp
     shutil.copytree(tmp_path / "patients" / "ct_series", tmp_path / "patients" / "mixed")
     for f in (tmp_path / "other").iterdir():
         shutil.copy(f, tmp_path / "patients" / "mixed" / f"other_{f.name}")
-    cfg = compose_predict(medvision_home, tmp_path / "run", [f"ckpt_path={seg_ckpt}", f"input={tmp_path / 'patients'}",
-                                                             f"output={tmp_path / 'masks'}"])
+    cfg = compose_predict(
+        medvision_home,
+        tmp_path / "run",
+        [f"ckpt_path={seg_ckpt}", f"input={tmp_path / 'patients'}", f"output={tmp_path / 'masks'}"],
+    )
     summary = predict(cfg)
     assert list(summary.written) == ["ct_series"] and list(summary.failed) == ["mixed"]
-    assert "holds 2 DICOM series" in summary.failed["mixed"] and str(tmp_path / "patients" / "mixed") in summary.failed["mixed"]
+    assert (
+        "holds 2 DICOM series" in summary.failed["mixed"]
+        and str(tmp_path / "patients" / "mixed") in summary.failed["mixed"]
+    )
     assert summary.exit_code == 3
     out = nib.load(tmp_path / "masks" / "ct_series.nii.gz")
     # the geometry the DICOM tags define, in NIfTI's RAS world (x, y negated from DICOM's LPS)
@@ -175,15 +198,20 @@ def test_dicom_series_mask_has_the_series_geometry(medvision_home: Path, seg_ckp
 
 # ----------------------------------------------------------------------------- bad cases, CLI
 @pytest.mark.slow
-def test_a_corrupt_case_is_named_and_skipped_the_others_written(medvision_home: Path, seg_ckpt: Path,
-                                                                   tmp_path: Path) -> None:
+def test_a_corrupt_case_is_named_and_skipped_the_others_written(
+    medvision_home: Path, seg_ckpt: Path, tmp_path: Path
+) -> None:
     cases = tmp_path / "cases"
     write_ras_las(cases)
     (cases / "las.nii.gz").unlink()
     (cases / "broken.nii.gz").write_bytes(b"\x1f\x8b this is not a NIfTI file")
     summary = tmp_path / "summary.json"
-    proc = run_cli("medvision-predict", [f"ckpt_path={seg_ckpt}", f"input={cases}", f"output={tmp_path / 'masks'}",
-                                         f"summary={summary}", "device=cpu"], cwd=tmp_path, home=medvision_home)
+    proc = run_cli(
+        "medvision-predict",
+        [f"ckpt_path={seg_ckpt}", f"input={cases}", f"output={tmp_path / 'masks'}", f"summary={summary}", "device=cpu"],
+        cwd=tmp_path,
+        home=medvision_home,
+    )
     assert proc.returncode == 3, proc.stdout[-3000:]
     assert "1 of 2 case(s) written" in proc.stdout, proc.stdout[-3000:]
     assert "skipped broken" in proc.stdout and str(cases / "broken.nii.gz") in proc.stdout, proc.stdout[-3000:]
@@ -208,8 +236,9 @@ def test_classifier_writes_the_probabilities_of_its_own_pipeline(medvision_home:
     images, _ = datamodule.arrays["test"]
     for n in range(4):
         Image.fromarray(images[n]).save(tmp_path / f"scan{n}.png")
-    cfg = compose_predict(medvision_home, tmp_path / "run", [f"ckpt_path={ckpt}", f"input={tmp_path}",
-                                                             f"output={tmp_path / 'out'}"])
+    cfg = compose_predict(
+        medvision_home, tmp_path / "run", [f"ckpt_path={ckpt}", f"input={tmp_path}", f"output={tmp_path / 'out'}"]
+    )
     summary = predict(cfg)
     assert summary.failed == {} and summary.csv == str(tmp_path / "out" / "predictions.csv")
     rows = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))

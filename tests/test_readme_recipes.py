@@ -60,8 +60,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SCRIPTS = {ep.name: ep for ep in distribution("medvision").entry_points if ep.group == "console_scripts"}
 
 #: the Hydra task name (``logs/<task>/...``) of each Hydra console script
-TASKS = {"medvision-train": "train", "medvision-eval": "eval", "medvision-predict": "predict",
-         "medvision-export": "export", "medvision-generate": "generate", "medvision-gan-augment": "gan_augment"}
+TASKS = {
+    "medvision-train": "train",
+    "medvision-eval": "eval",
+    "medvision-predict": "predict",
+    "medvision-export": "export",
+    "medvision-generate": "generate",
+    "medvision-gan-augment": "gan_augment",
+}
 
 
 # ----------------------------------------------------------------------------- README's command lines
@@ -97,7 +103,7 @@ def readme_commands(text: str | None = None) -> list[str]:
 def readme_block_after(marker: str) -> str:
     """The first code block of README after the text ``marker`` (e.g. a config file it shows)."""
     text = README.read_text()
-    match = re.search(r"^```[\w-]*\n(.*?)^```", text[text.index(marker):], flags=re.S | re.M)
+    match = re.search(r"^```[\w-]*\n(.*?)^```", text[text.index(marker) :], flags=re.S | re.M)
     assert match, f"README shows no code block after {marker!r}"
     return match.group(1)
 
@@ -248,8 +254,12 @@ class Workspace:
 
 # ----------------------------------------------------------------------------- debug size
 #: a default-experiment U-Net (and MSD/CSV data) at debug size: 32^3 patches, one per volume, 2 levels
-UNET3D_NET = ("data.transforms.num_samples=1", "model.net.channels=[8,16]", "model.net.strides=[2]",
-              "model.net.num_res_units=1")
+UNET3D_NET = (
+    "data.transforms.num_samples=1",
+    "model.net.channels=[8,16]",
+    "model.net.strides=[2]",
+    "model.net.num_res_units=1",
+)
 UNET3D = ("data.patch_size=[32,32,32]", *UNET3D_NET)
 #: one batch through everything, no config print
 FAST = ("debug=fast_dev_run", "print_config=false")
@@ -260,23 +270,34 @@ SEG2D = tuple(a for a in TINY_2D if not a.startswith("experiment="))
 #: MedMNIST / DICOM classifiers: small batches, one Grad-CAM picture, no confusion/ROC figures (matplotlib
 #: took half of such a run; tests/test_pictures.py draws them). The networks stay the experiments' own,
 #: so medvision-compare finds the paper's numbers for them.
-CLS = ("data.batch_size=2", "data.val_batch_size=4", "callbacks.gradcam.n_images=1",
-       "callbacks.classification_plots=null")
+CLS = (
+    "data.batch_size=2",
+    "data.val_batch_size=4",
+    "callbacks.gradcam.n_images=1",
+    "callbacks.classification_plots=null",
+)
 #: ... and a ResNet-10 where the paper has no number to compare with anyway (224 px, 3D)
 CLS10 = (*CLS, "model.net.depth=10")
 #: the class-conditional GAN with few channels
-GAN = ("data.batch_size=8", "model.net.g_channels=4", "model.net.d_channels=4", "model.net.max_channels=16",
-       "callbacks.sample_grid.n_per_class=1")
+GAN = (
+    "data.batch_size=8",
+    "model.net.g_channels=4",
+    "model.net.d_channels=4",
+    "model.net.max_channels=16",
+    "callbacks.sample_grid.n_per_class=1",
+)
 #: a gan_augment pipeline at debug size: one epoch per stage, few samples, one TSTR epoch
 PIPELINE = ("gan.max_epochs=1", "classifier.max_epochs=1", "generate.n_per_class=16", "quality.tstr.epochs=1")
 
 GPU_WHY = "needs a GPU (trainer=gpu/ddp: CUDA and NCCL); composed only"
 NETWORK_WHY = "needs the network"
 #: why the one Optuna recipe with a database is composed only
-SQLITE_WHY = ("the study in an SQLite database (hydra.sweeper.storage=sqlite:///...) fails at once with an "
-              "AssertionError inside Optuna 2.10 (pinned by the Hydra Optuna sweeper) under SQLAlchemy 2, and the "
-              "line needs a SLURM cluster and GPUs anyway; composed only until the compare-runs issue (#16) repairs "
-              "the storage")
+SQLITE_WHY = (
+    "the study in an SQLite database (hydra.sweeper.storage=sqlite:///...) fails at once with an "
+    "AssertionError inside Optuna 2.10 (pinned by the Hydra Optuna sweeper) under SQLAlchemy 2, and the "
+    "line needs a SLURM cluster and GPUs anyway; composed only until the compare-runs issue (#16) repairs "
+    "the storage"
+)
 
 
 # ----------------------------------------------------------------------------- checks of what a command wrote
@@ -342,7 +363,7 @@ def _classified(ws: Workspace, outcome: Outcome) -> None:
 def _compared(as_json: bool) -> Callable[[Workspace, Outcome], None]:
     def check(ws: Workspace, outcome: Outcome) -> None:
         if as_json:
-            rows = json.loads(outcome.output[outcome.output.index("["):])
+            rows = json.loads(outcome.output[outcome.output.index("[") :])
             mine = [r for r in rows if r["dataset"] == "pathmnist" and r["model"] == "ResNet-18 (28)"]
             assert mine and all(r["paper_auc"] is not None and r["diff_auc"] is not None for r in mine), rows
         else:  # the table: the run's row beside the paper's number (not "none found")
@@ -428,151 +449,234 @@ RECIPES: dict[str, Recipe] = {
     "medvision-train --help": Recipe("help", "run", check=_help),
     "medvision-train experiment=synthetic_seg2d": Recipe("seg2d", "run", debug=(*SEG2D, *FAST)),
     "medvision-train model/net=segresnet model.optimizer.lr=1e-3 seed=7": Recipe(
-        "segresnet", "run", debug=("data.patch_size=[32,32,32]", "data.transforms.num_samples=1",
-                                   "model.net.init_filters=8", *FAST)),
+        "segresnet",
+        "run",
+        debug=("data.patch_size=[32,32,32]", "data.transforms.num_samples=1", "model.net.init_filters=8", *FAST),
+    ),
     "medvision-train debug=fast_dev_run": Recipe("fast_dev_run", "run", debug=(*UNET3D, "print_config=false")),
     "medvision-train trainer=ddp trainer.precision=bf16-mixed": Recipe("ddp_bf16", "compose", GPU_WHY),
     "medvision-train trainer=ddp_cpu": Recipe(
-        "ddp_cpu", "run", "Lightning re-launches the command for rank 1: run as the console script, a process",
-        debug=(*UNET3D, *FAST), process=True),
+        "ddp_cpu",
+        "run",
+        "Lightning re-launches the command for rank 1: run as the console script, a process",
+        debug=(*UNET3D, *FAST),
+        process=True,
+    ),
     "medvision-train -m model.optimizer.lr=1e-3,3e-3": Recipe("lr_sweep", "run", debug=(*UNET3D, *FAST), jobs=2),
     "medvision-train --config-dir my_conf experiment=mine": Recipe(
-        "own_config_dir", "run", "my_conf/experiment/mine.yaml: a small experiment of one's own", debug=FAST),
+        "own_config_dir", "run", "my_conf/experiment/mine.yaml: a small experiment of one's own", debug=FAST
+    ),
     "medvision-eval ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt": Recipe(
-        "eval", "run", values={"<run>": _seg}, check=_evaluated),
+        "eval", "run", values={"<run>": _seg}, check=_evaluated
+    ),
     "medvision-train data=msd data.root=/data/Task04_Hippocampus": Recipe("msd", "run", debug=(*UNET3D, *FAST)),
     "medvision-train data=csv data.manifest=/data/cases.csv data.label_names=[background,liver,tumour]": Recipe(
-        "csv", "run", debug=(*UNET3D, *FAST)),
+        "csv", "run", debug=(*UNET3D, *FAST)
+    ),
     "medvision-data validate data=msd data.root=/data/Task04_Hippocampus": Recipe(
-        "validate_msd", "run", check=_validated("data_audit.json")),
+        "validate_msd", "run", check=_validated("data_audit.json")
+    ),
     "medvision-data validate --report audit.json data=csv data.manifest=/data/cases.csv": Recipe(
-        "validate_csv", "run", check=_validated("audit.json")),
+        "validate_csv", "run", check=_validated("audit.json")
+    ),
     # Classification: MedMNIST
     "medvision-data fetch medmnist pathmnist": Recipe(
-        "fetch", "compose", f"{NETWORK_WHY} (Zenodo): parsed by medvision-data's own parser, the flag looked up"),
+        "fetch", "compose", f"{NETWORK_WHY} (Zenodo): parsed by medvision-data's own parser, the flag looked up"
+    ),
     "medvision-train experiment=medmnist/resnet18_28": Recipe("medmnist_28", "run", debug=(*CLS, *FAST)),
     "medvision-train experiment=medmnist/resnet18_224 data.flag=dermamnist": Recipe(
-        "medmnist_224", "run", debug=(*CLS10, *FAST)),
+        "medmnist_224", "run", debug=(*CLS10, *FAST)
+    ),
     "medvision-train experiment=medmnist/resnet18_3d data.flag=nodulemnist3d": Recipe(
-        "medmnist_3d", "run", debug=(*CLS10, *FAST)),
+        "medmnist_3d", "run", debug=(*CLS10, *FAST)
+    ),
     "medvision-compare logs/": Recipe("compare", "run", needs=("medmnist_28",), check=_compared(as_json=False)),
     "medvision-train experiment=dicom_modality": Recipe(
-        "dicom_modality", "run", "the real DICOM files that install with pydicom-data", debug=(*CLS, *FAST)),
+        "dicom_modality", "run", "the real DICOM files that install with pydicom-data", debug=(*CLS, *FAST)
+    ),
     # the GAN
     "medvision-train experiment=gan/medmnist28": Recipe(
-        "gan_medmnist28", "run", "one short epoch with validation: medvision-generate reads its best.ckpt",
-        debug=(*GAN, "debug=limit", "trainer.max_epochs=1", "print_config=false")),
+        "gan_medmnist28",
+        "run",
+        "one short epoch with validation: medvision-generate reads its best.ckpt",
+        debug=(*GAN, "debug=limit", "trainer.max_epochs=1", "print_config=false"),
+    ),
     "medvision-train experiment=gan/medmnist28 data.flag=organmnist3d data.spatial_dims=3": Recipe(
-        "gan_3d", "run", debug=(*GAN, *FAST)),
+        "gan_3d", "run", debug=(*GAN, *FAST)
+    ),
     "medvision-train model=gan data=dicom_modality model.output_range=[0.0,1.0]": Recipe(
-        "gan_dicom", "run", debug=(*GAN, *FAST)),
+        "gan_dicom", "run", debug=(*GAN, *FAST)
+    ),
     "medvision-generate ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt n_per_class=500 "
     "classes=[pneumonia]": Recipe(
-        "generate", "run", values={"<run>": lambda ws: ws.folder("gan_medmnist28").name},
-        check=_generated),
+        "generate", "run", values={"<run>": lambda ws: ws.folder("gan_medmnist28").name}, check=_generated
+    ),
     # Scale and trust
     "medvision-train trainer=gpu": Recipe("gpu", "compose", GPU_WHY),
     "medvision-train trainer=ddp": Recipe("ddp", "compose", GPU_WHY),
     "medvision-train trainer=ddp trainer.devices=4 trainer.sync_batchnorm=true trainer.precision=bf16-mixed": Recipe(
-        "ddp_4_syncbn", "compose", GPU_WHY),
+        "ddp_4_syncbn", "compose", GPU_WHY
+    ),
     "medvision-train trainer=ddp trainer.devices=4 trainer.num_nodes=2": Recipe(
-        "ddp_2_nodes", "compose", f"{GPU_WHY}; two nodes need a cluster"),
+        "ddp_2_nodes", "compose", f"{GPU_WHY}; two nodes need a cluster"
+    ),
     "medvision-train -m hparams_search=seg_optuna experiment=mni152_tissue": Recipe(
-        "optuna_3d", "run", "2 trials (of 20)", debug=(*UNET3D_NET, *FAST, "hydra.sweeper.n_trials=2"), jobs=2),
+        "optuna_3d", "run", "2 trials (of 20)", debug=(*UNET3D_NET, *FAST, "hydra.sweeper.n_trials=2"), jobs=2
+    ),
     "medvision-train -m hparams_search=seg2d_optuna experiment=synthetic_seg2d hydra.sweeper.n_trials=50": Recipe(
-        "optuna_2d", "run", "2 trials, not 50: the search and its results file, at debug size",
+        "optuna_2d",
+        "run",
+        "2 trials, not 50: the search and its results file, at debug size",
         debug=(*[a for a in SEG2D if not a.startswith("data.patch_size")], *FAST, "hydra.sweeper.n_trials=2"),
-        replaces=("hydra.sweeper.n_trials",), jobs=2),
+        replaces=("hydra.sweeper.n_trials",),
+        jobs=2,
+    ),
     "medvision-train -m hparams_search=seg_optuna hydra/launcher=joblib hydra.launcher.n_jobs=2 "
     "hydra.sweeper.n_jobs=2": Recipe(
-        "optuna_joblib", "run", "2 trials (of 20), two worker processes at once",
-        debug=(*UNET3D_NET, *FAST, "hydra.sweeper.n_trials=2"), jobs=2),
+        "optuna_joblib",
+        "run",
+        "2 trials (of 20), two worker processes at once",
+        debug=(*UNET3D_NET, *FAST, "hydra.sweeper.n_trials=2"),
+        jobs=2,
+    ),
     "medvision-train -m model.optimizer.lr=1e-4,3e-4,1e-3 hydra/launcher=joblib hydra.launcher.n_jobs=3": Recipe(
-        "grid_joblib", "run", "three worker processes", debug=(*UNET3D, *FAST), jobs=3),
+        "grid_joblib", "run", "three worker processes", debug=(*UNET3D, *FAST), jobs=3
+    ),
     "medvision-train -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.account=<account> "
     "trainer=ddp trainer.devices=4 hydra.launcher.gpus_per_node=4 hydra.launcher.tasks_per_node=4 ckpt_path=last "
     "data=msd data.root=/data/Task04_Hippocampus data.num_folds=5 data.fold=0,1,2,3,4": Recipe(
-        "slurm_kfold", "compose", "needs a SLURM cluster and GPUs; each of the 5 folds is composed",
-        values={"<account>": lambda ws: "mylab"}),
+        "slurm_kfold",
+        "compose",
+        "needs a SLURM cluster and GPUs; each of the 5 folds is composed",
+        values={"<account>": lambda ws: "mylab"},
+    ),
     "medvision-train -m data=msd data.root=/data/Task04_Hippocampus data.num_folds=5 data.fold=0,1,2,3,4": Recipe(
-        "kfold", "run", debug=(*UNET3D, *FAST), jobs=5, check=_cv_report),
+        "kfold", "run", debug=(*UNET3D, *FAST), jobs=5, check=_cv_report
+    ),
     "medvision-cv-report logs/train/multiruns/<date>_<time>": Recipe(
-        "cv_report", "run", values={"<date>_<time>": lambda ws: ws.folder("kfold").name}, check=_cv_report),
+        "cv_report", "run", values={"<date>_<time>": lambda ws: ws.folder("kfold").name}, check=_cv_report
+    ),
     "medvision-train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt": Recipe(
-        "resume_last", "run", "a copy of <run>, continued for a second epoch with the first launch's overrides",
+        "resume_last",
+        "run",
+        "a copy of <run>, continued for a second epoch with the first launch's overrides",
         debug=(*UNET3D, "debug=limit", "trainer.max_epochs=2", "print_config=false"),
-        values={"<run>": lambda ws: ws.copy_of_seg_run("seg_resume_last")}, run_dir=False,
-        check=_resumed("seg_resume_last")),
+        values={"<run>": lambda ws: ws.copy_of_seg_run("seg_resume_last")},
+        run_dir=False,
+        check=_resumed("seg_resume_last"),
+    ),
     "medvision-train ckpt_path=last hydra.run.dir=logs/train/runs/<run>": Recipe(
-        "resume_newest", "run", "a copy of <run>, continued for a second epoch with the first launch's overrides",
+        "resume_newest",
+        "run",
+        "a copy of <run>, continued for a second epoch with the first launch's overrides",
         debug=(*UNET3D, "debug=limit", "trainer.max_epochs=2", "print_config=false"),
-        values={"<run>": lambda ws: ws.copy_of_seg_run("seg_resume_newest")}, run_dir=False,
-        check=_resumed("seg_resume_newest")),
+        values={"<run>": lambda ws: ws.copy_of_seg_run("seg_resume_newest")},
+        run_dir=False,
+        check=_resumed("seg_resume_newest"),
+    ),
     # GAN augmentation
     "medvision-train experiment=medmnist/resnet18_28 data.flag=pneumoniamnist 'data.imbalance={class: 0, keep: 0.1, "
     "seed: 0}' 'data.synthetic={store: <store dir>, ratio: 4.0, classes: [0]}'": Recipe(
-        "synthetic_mixing", "run", "the store of the pneumoniamnist pipeline (every class)",
-        debug=(*CLS, *FAST), values={"<store dir>": lambda ws: str(ws.folder(PIPE) / "synthetic")}, check=_mixed),
+        "synthetic_mixing",
+        "run",
+        "the store of the pneumoniamnist pipeline (every class)",
+        debug=(*CLS, *FAST),
+        values={"<store dir>": lambda ws: str(ws.folder(PIPE) / "synthetic")},
+        check=_mixed,
+    ),
     "medvision-gan-augment workflow=gan_augment/dicom_modality": Recipe(
-        "gan_augment_dicom", "run", "one epoch per stage, one seed, no quality stage (the pneumoniamnist line runs it)",
-        debug=(*PIPELINE, "seeds=[0]", "quality.enabled=false"), check=_pipeline(quality=False)),
+        "gan_augment_dicom",
+        "run",
+        "one epoch per stage, one seed, no quality stage (the pneumoniamnist line runs it)",
+        debug=(*PIPELINE, "seeds=[0]", "quality.enabled=false"),
+        check=_pipeline(quality=False),
+    ),
     "medvision-gan-augment workflow=gan_augment/pneumoniamnist seeds=[0,1,2]": Recipe(
-        PIPE, "run", "one epoch per stage, two of the three seeds, on a small file of PneumoniaMNIST's format",
-        debug=(*PIPELINE, "seeds=[0,1]"), replaces=("seeds",), check=_pipeline(quality=True)),
+        PIPE,
+        "run",
+        "one epoch per stage, two of the three seeds, on a small file of PneumoniaMNIST's format",
+        debug=(*PIPELINE, "seeds=[0,1]"),
+        replaces=("seeds",),
+        check=_pipeline(quality=True),
+    ),
     "medvision-gan-report logs/gan_augment/runs/<date>_<time>": Recipe(
-        "gan_report", "run", values={"<date>_<time>": lambda ws: ws.folder(PIPE).name}),
+        "gan_report", "run", values={"<date>_<time>": lambda ws: ws.folder(PIPE).name}
+    ),
     "medvision-gan-report <store dir> --classifier <classifier run>/checkpoints/best.ckpt --tstr 10 "
     "--json quality.json": Recipe(
-        "gan_report_store", "run", "the pipeline's store and its seed-0 real-data classifier; one TSTR epoch, not 10",
-        debug=("--tstr", "1"), replaces=("--tstr",),
-        values={"<store dir>": lambda ws: str(ws.folder(PIPE) / "synthetic"),
-                "<classifier run>": lambda ws: str(ws.folder(PIPE) / "classifier" / "real" / "seed_0")},
-        check=_written("quality.json")),
+        "gan_report_store",
+        "run",
+        "the pipeline's store and its seed-0 real-data classifier; one TSTR epoch, not 10",
+        debug=("--tstr", "1"),
+        replaces=("--tstr",),
+        values={
+            "<store dir>": lambda ws: str(ws.folder(PIPE) / "synthetic"),
+            "<classifier run>": lambda ws: str(ws.folder(PIPE) / "classifier" / "real" / "seed_0"),
+        },
+        check=_written("quality.json"),
+    ),
     # Use the trained model
     "medvision-predict ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt input=/data/new/case01.nii.gz "
     "output=predictions": Recipe("predict_file", "run", values={"<run>": _seg}, check=_predicted("case01")),
     "medvision-predict ckpt_path=<segmenter best.ckpt> input=/data/new output=predictions "
     "save_probabilities=true": Recipe(
-        "predict_probabilities", "run", values={"<segmenter best.ckpt>": _seg_ckpt},
-        check=_predicted("case01", "case02", probabilities=True)),
+        "predict_probabilities",
+        "run",
+        values={"<segmenter best.ckpt>": _seg_ckpt},
+        check=_predicted("case01", "case02", probabilities=True),
+    ),
     "medvision-predict ckpt_path=<segmenter best.ckpt> input=/data/dicom/series_042 output=predictions": Recipe(
-        "predict_dicom", "run", values={"<segmenter best.ckpt>": _seg_ckpt}, check=_predicted("series_042")),
+        "predict_dicom", "run", values={"<segmenter best.ckpt>": _seg_ckpt}, check=_predicted("series_042")
+    ),
     "medvision-predict ckpt_path=<classifier best.ckpt> input=/data/pngs output=predictions": Recipe(
-        "predict_classifier", "run", "the pneumoniamnist pipeline's seed-0 real-data classifier",
+        "predict_classifier",
+        "run",
+        "the pneumoniamnist pipeline's seed-0 real-data classifier",
         values={"<classifier best.ckpt>": _ckpt(PIPE, "classifier", "real", "seed_0", "checkpoints", "best.ckpt")},
-        check=_classified),
+        check=_classified,
+    ),
     "medvision-predict ckpt_path=<segmenter best.ckpt> input=/data/new output=predictions device=cpu "
     "+inferer.sw_batch_size=8": Recipe(
-        "predict_cpu", "run", values={"<segmenter best.ckpt>": _seg_ckpt}, check=_predicted("case01", "case02")),
+        "predict_cpu", "run", values={"<segmenter best.ckpt>": _seg_ckpt}, check=_predicted("case01", "case02")
+    ),
     "medvision-export ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt": Recipe(
-        "export_torchscript", "run", values={"<run>": _seg}, check=_written("best.pt", "best.pt.json", where="run")),
+        "export_torchscript", "run", values={"<run>": _seg}, check=_written("best.pt", "best.pt.json", where="run")
+    ),
     "medvision-export ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt format=onnx output=model.onnx": Recipe(
-        "export_onnx", "run", values={"<run>": _seg}, check=_written("model.onnx", "model.onnx.json")),
+        "export_onnx", "run", values={"<run>": _seg}, check=_written("model.onnx", "model.onnx.json")
+    ),
     # Recipes
     "medvision-train data=msd data.root=/data/Task04_Hippocampus model/net=segresnet trainer=gpu": Recipe(
-        "msd_gpu", "compose", GPU_WHY),
+        "msd_gpu", "compose", GPU_WHY
+    ),
     "medvision-train data=csv data.manifest=/data/cases.csv data.label_names=[background,liver,tumour] "
     "data.patch_size=[96,96,96]": Recipe("csv_patch96", "run", debug=(*UNET3D_NET, *FAST)),
     "medvision-train logger=wandb logger.wandb.offline=false logger.wandb.project=<project> "
     "+logger.wandb.entity=<team>": Recipe(
-        "wandb_online", "compose", f"{NETWORK_WHY} and a W&B login (logger.wandb.offline=false)",
-        values={"<project>": lambda ws: "medvision-recipes", "<team>": lambda ws: "mylab"}),
+        "wandb_online",
+        "compose",
+        f"{NETWORK_WHY} and a W&B login (logger.wandb.offline=false)",
+        values={"<project>": lambda ws: "medvision-recipes", "<team>": lambda ws: "mylab"},
+    ),
     "medvision-train logger=many logger.wandb.offline=false": Recipe(
-        "many_online", "compose", f"{NETWORK_WHY} and a W&B login (logger.wandb.offline=false)"),
+        "many_online", "compose", f"{NETWORK_WHY} and a W&B login (logger.wandb.offline=false)"
+    ),
     "medvision-train experiment=mni152_tissue trainer=ddp trainer.devices=4 trainer.precision=bf16-mixed "
     "trainer.sync_batchnorm=true": Recipe("multi_gpu", "compose", GPU_WHY),
     "medvision-train --config-dir my_conf -m hparams_search=seg_optuna hydra/launcher=mycluster trainer=gpu "
     "ckpt_path=last hydra.sweeper.n_trials=40 hydra.sweeper.n_jobs=8 hydra.sweeper.storage=sqlite:///optuna.db "
     "hydra.sweeper.study_name=seg": Recipe("optuna_slurm_sqlite", "compose", SQLITE_WHY),
     "for f in pathmnist dermamnist bloodmnist; do medvision-data fetch medmnist $f; done": Recipe(
-        "fetch_three", "compose", f"{NETWORK_WHY} (Zenodo): each fetch parsed by medvision-data's own parser"),
+        "fetch_three", "compose", f"{NETWORK_WHY} (Zenodo): each fetch parsed by medvision-data's own parser"
+    ),
     "medvision-predict ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt input=/data/new "
-    "output=predictions": Recipe(
-        "predict_folder", "run", values={"<run>": _seg}, check=_predicted("case01", "case02")),
+    "output=predictions": Recipe("predict_folder", "run", values={"<run>": _seg}, check=_predicted("case01", "case02")),
     "medvision-train -m experiment=medmnist/resnet18_28 data.flag=pathmnist,dermamnist,bloodmnist": Recipe(
-        "medmnist_sweep", "run", debug=(*CLS, *FAST), jobs=3),
+        "medmnist_sweep", "run", debug=(*CLS, *FAST), jobs=3
+    ),
     "medvision-compare --json logs/": Recipe(
-        "compare_json", "run", needs=("medmnist_28",), check=_compared(as_json=True)),
+        "compare_json", "run", needs=("medmnist_28",), check=_compared(as_json=True)
+    ),
 }
 
 COMMANDS = readme_commands()
@@ -688,12 +792,15 @@ def _write_inputs(ws: Workspace) -> None:
     from medvision.data.sources.synthetic import SyntheticSegmentation
 
     # /data/Task04_Hippocampus: an MSD folder of 10 small volumes with 2 foreground classes
-    msd = prepare(SyntheticSegmentation(spatial_dims=3, num_cases=10, size=32, num_seg_classes=2, seed=4),
-                  ws.inputs / "Task04_Hippocampus")
+    msd = prepare(
+        SyntheticSegmentation(spatial_dims=3, num_cases=10, size=32, num_seg_classes=2, seed=4),
+        ws.inputs / "Task04_Hippocampus",
+    )
     training = json.loads((msd / "dataset.json").read_text())["training"]
     # /data/cases.csv: the same cases listed in a CSV file, paths relative to its folder
-    rows = ["image,label"] + [",".join(f"Task04_Hippocampus/{Path(c[key])}" for key in ("image", "label"))
-                              for c in training]
+    rows = ["image,label"] + [
+        ",".join(f"Task04_Hippocampus/{Path(c[key])}" for key in ("image", "label")) for c in training
+    ]
     (ws.inputs / "cases.csv").write_text("\n".join(rows) + "\n")
     # /data/new: two new volumes (one of them /data/new/case01.nii.gz)
     (ws.inputs / "new").mkdir()
@@ -720,9 +827,11 @@ def _write_my_conf(ws: Workspace) -> None:
     launcher.write_text(readme_block_after("my_conf/hydra/launcher/mycluster.yaml"))
     mine = ws.home / "my_conf" / "experiment" / "mine.yaml"
     mine.parent.mkdir(parents=True)
-    mine.write_text("# @package _global_\n# an experiment of one's own: the synthetic 2D discs, smaller\n"
-                    "defaults:\n  - /experiment/synthetic_seg2d\n\n"
-                    "data:\n  source: {num_cases: 8, size: 64}\n  patch_size: [48, 48]\n")
+    mine.write_text(
+        "# @package _global_\n# an experiment of one's own: the synthetic 2D discs, smaller\n"
+        "defaults:\n  - /experiment/synthetic_seg2d\n\n"
+        "data:\n  source: {num_cases: 8, size: 64}\n  patch_size: [48, 48]\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -762,10 +871,14 @@ def test_every_readme_command_has_a_recipe() -> None:
 
 
 def test_readme_commands_are_found_as_a_shell_would_read_them() -> None:
-    text = ("x\n```bash\nmedvision-train a=1 \\\n  b='x # y'   # a comment\nmake test\n"
-            "for f in a b; do medvision-data fetch medmnist $f; done\n```\n")
-    assert readme_commands(text) == ["medvision-train a=1 b='x # y'",
-                                     "for f in a b; do medvision-data fetch medmnist $f; done"]
+    text = (
+        "x\n```bash\nmedvision-train a=1 \\\n  b='x # y'   # a comment\nmake test\n"
+        "for f in a b; do medvision-data fetch medmnist $f; done\n```\n"
+    )
+    assert readme_commands(text) == [
+        "medvision-train a=1 b='x # y'",
+        "for f in a b; do medvision-data fetch medmnist $f; done",
+    ]
 
 
 @pytest.mark.parametrize("command", COMPOSE, ids=[RECIPES[c].id for c in COMPOSE])

@@ -1,4 +1,5 @@
-"""The same seed gives the same run (also with a dataloader worker process or the thread loader); another seed another one."""
+"""The same seed gives the same run (also with a dataloader worker process or the thread loader); another seed
+another one."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def test_other_seed_gives_other_training(short_run: FinishedRun, medvision_home:
     assert other.cfg.data.split_seed == short_run.cfg.data.split_seed
 
 
-def test_num_workers_0_and_1_give_identical_metrics(short_run: FinishedRun, medvision_home: Path, tmp_path: Path) -> None:
+def test_num_workers_0_and_1_give_identical_metrics(
+    short_run: FinishedRun, medvision_home: Path, tmp_path: Path
+) -> None:
     # the augmentation is seeded per sample from (seed, epoch, position), not per worker process
     assert short_run.cfg.data.num_workers == 0
     worker = train_in(medvision_home, tmp_path / "one_worker", [*SHORT_RUN, "data.num_workers=1"])
@@ -73,7 +76,7 @@ def test_epoch_sampler_is_a_function_of_seed_and_epoch_split_over_ranks() -> Non
     for r in ranks:
         r.set_epoch(3)
     assert [len(r) for r in ranks] == [4, 4]
-    merged = [pair for pairs in zip(*(list(r) for r in ranks)) for pair in pairs]
+    merged = [pair for pairs in zip(*(list(r) for r in ranks), strict=True) for pair in pairs]
     assert merged[:7] == list(one) and merged[7][0] == merged[0][0]
 
     # a resumed epoch skips the batches already done: the rest is what the full epoch had there

@@ -33,8 +33,14 @@ def uninterrupted(medvision_home: Path, tmp_path_factory: pytest.TempPathFactory
 
 def _start(run_dir: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
     env = script_env(home)
-    return subprocess.Popen([str(BIN / "medvision-train"), *RESUME_RUN, *WATCHABLE, *extra, f"hydra.run.dir={run_dir}"],
-                            cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [str(BIN / "medvision-train"), *RESUME_RUN, *WATCHABLE, *extra, f"hydra.run.dir={run_dir}"],
+        cwd=run_dir.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _stop_in_epoch(proc: subprocess.Popen[str], run_dir: Path, epoch: int, timeout: float = 240) -> None:
@@ -69,7 +75,8 @@ def _final(metrics: dict[str, float]) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_from_last_gives_the_uninterrupted_metrics(
-        uninterrupted: FinishedRun, medvision_home: Path, tmp_path: Path) -> None:
+    uninterrupted: FinishedRun, medvision_home: Path, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "killed"
     proc = _start(run_dir, medvision_home)
     _stop_in_epoch(proc, run_dir, epoch=1)
@@ -81,8 +88,12 @@ def test_sigkill_mid_epoch_then_resume_from_last_gives_the_uninterrupted_metrics
     assert not (run_dir / "metrics.json").exists()
 
     # ckpt_path=<run>/checkpoints/last.ckpt continues in <run> (no hydra.run.dir given)
-    resumed = run_cli("medvision-train", [*RESUME_RUN, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"],
-                      cwd=tmp_path, home=medvision_home)
+    resumed = run_cli(
+        "medvision-train",
+        [*RESUME_RUN, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"],
+        cwd=tmp_path,
+        home=medvision_home,
+    )
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     assert not (tmp_path / "logs").exists(), "the resumed run must write into its own folder, not a new one"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -91,7 +102,8 @@ def test_sigkill_mid_epoch_then_resume_from_last_gives_the_uninterrupted_metrics
 
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_exits_cleanly_and_the_next_launch_resumes(
-        uninterrupted: FinishedRun, medvision_home: Path, tmp_path: Path) -> None:
+    uninterrupted: FinishedRun, medvision_home: Path, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "preempted"
     proc = _start(run_dir, medvision_home, "logger=many")  # csv + TensorBoard + W&B (offline)
     _stop_in_epoch(proc, run_dir, epoch=1)
@@ -106,8 +118,12 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_the_next_launch_resumes(
     assert not (run_dir / "metrics.json").exists()
 
     # the same command again, with ckpt_path=last: the newest of last.ckpt / preempted.ckpt
-    resumed = run_cli("medvision-train", [*RESUME_RUN, "logger=many", "ckpt_path=last", f"hydra.run.dir={run_dir}"],
-                      cwd=tmp_path, home=medvision_home)
+    resumed = run_cli(
+        "medvision-train",
+        [*RESUME_RUN, "logger=many", "ckpt_path=last", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        home=medvision_home,
+    )
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert _final(metrics) == _final(uninterrupted.metrics)
@@ -130,8 +146,12 @@ def test_a_checkpoint_path_resumes_in_its_own_run_folder(tmp_path: Path) -> None
     ckpt.write_bytes(b"")
     assert resume_overrides([f"ckpt_path={ckpt}", "seed=1"]) == [f"ckpt_path={ckpt}", "seed=1", f"hydra.run.dir={run}"]
     # an explicit folder, a multirun, or a file outside a run folder: nothing added
-    for args in ([f"ckpt_path={ckpt}", "hydra.run.dir=/elsewhere"], ["-m", f"ckpt_path={ckpt}"],
-                 [f"ckpt_path={tmp_path / 'loose.ckpt'}"], ["ckpt_path=last"]):
+    for args in (
+        [f"ckpt_path={ckpt}", "hydra.run.dir=/elsewhere"],
+        ["-m", f"ckpt_path={ckpt}"],
+        [f"ckpt_path={tmp_path / 'loose.ckpt'}"],
+        ["ckpt_path=last"],
+    ):
         assert resume_overrides(args) == args
 
     # the results of the finished part are kept, numbered, never overwritten

@@ -70,7 +70,9 @@ def test_an_output_dir_equal_to_the_data_folder_is_refused(compose_run, tmp_path
     from medvision.utils.config import compose
 
     root = msd_with_one_bad_case(tmp_path / "Task", None)
-    cfg = compose([f"paths.root_dir={tmp_path}", "data=msd", f"data.root={root}", "print_config=false"], output_dir=root)
+    cfg = compose(
+        [f"paths.root_dir={tmp_path}", "data=msd", f"data.root={root}", "print_config=false"], output_dir=root
+    )
     with pytest.raises(MedvisionError) as err:
         run(cfg)
     assert "paths.output_dir" in str(err.value) and str(root) in str(err.value)

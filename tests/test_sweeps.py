@@ -24,9 +24,16 @@ def _hydra(compose_run, overrides: list[str]):
 @pytest.mark.slow
 def test_three_trial_optuna_sweep_writes_its_best_parameters(tmp_path: Path) -> None:
     # the config's search space (lr, loss, patch size) with smaller patches from the command line
-    args = ["-m", "hparams_search=seg2d_optuna", *[a for a in TINY_2D if not a.startswith("data.patch_size")],
-            "data.patch_size=choice([32,32],[48,48])", "debug=limit", "trainer.max_epochs=1",
-            "hydra.sweeper.n_trials=3", "print_config=false"]
+    args = [
+        "-m",
+        "hparams_search=seg2d_optuna",
+        *[a for a in TINY_2D if not a.startswith("data.patch_size")],
+        "data.patch_size=choice([32,32],[48,48])",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "hydra.sweeper.n_trials=3",
+        "print_config=false",
+    ]
     proc = run_cli("medvision-train", args, cwd=tmp_path, timeout=400)
     assert proc.returncode == 0, proc.stdout[-4000:]
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
@@ -63,18 +70,39 @@ def test_joblib_and_slurm_launchers_compose_with_their_fields(compose_run) -> No
     _, hydra = _hydra(compose_run, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
     assert hydra.launcher._target_.endswith("JoblibLauncher") and hydra.launcher.n_jobs == 2
 
-    _, hydra = _hydra(compose_run, ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.account=lab",
-                                    "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4",
-                                    "trainer=ddp", "trainer.devices=4"])
+    _, hydra = _hydra(
+        compose_run,
+        [
+            "hydra/launcher=slurm",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.account=lab",
+            "hydra.launcher.gpus_per_node=4",
+            "hydra.launcher.tasks_per_node=4",
+            "trainer=ddp",
+            "trainer.devices=4",
+        ],
+    )
     launcher = hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (launcher.partition, launcher.account, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", "lab", 4, 4)
+    assert (launcher.partition, launcher.account, launcher.gpus_per_node, launcher.tasks_per_node) == (
+        "gpu",
+        "lab",
+        4,
+        4,
+    )
     # the documented defaults: one node, a day, requeue on time-out, logs inside the sweep dir
-    assert (launcher.nodes, launcher.timeout_min, launcher.max_num_timeout, launcher.signal_delay_s) == (1, 1440, 3, 120)
+    assert (launcher.nodes, launcher.timeout_min, launcher.max_num_timeout, launcher.signal_delay_s) == (
+        1,
+        1440,
+        3,
+        120,
+    )
     assert launcher.submitit_folder.startswith(str(hydra.sweep.dir))
     # every documented field exists in the submitit launcher's schema (a typo would not compose)
     text = Path(__file__).parent.parent.joinpath("conf/hydra/launcher/slurm.yaml").read_text()
-    documented = [line.split(":")[0] for line in text.splitlines() if line and not line.startswith(("#", " ", "-", "defaults"))]
+    documented = [
+        line.split(":")[0] for line in text.splitlines() if line and not line.startswith(("#", " ", "-", "defaults"))
+    ]
     assert len(documented) >= 15 and all(key in launcher for key in documented), documented
 
 
@@ -88,8 +116,15 @@ def test_help_lists_the_searches_and_loads_no_training_stack(tmp_path: Path) -> 
     from conftest import BIN, script_env
 
     assert importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper"), "the Optuna sweeper is not installed"
-    proc = subprocess.run([sys.executable, "-X", "importtime", str(BIN / "medvision-train"), "--help"], cwd=tmp_path,
-                          env=script_env(tmp_path), capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(BIN / "medvision-train"), "--help"],
+        cwd=tmp_path,
+        env=script_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0 and "hparams_search: seg2d_optuna, seg_optuna" in proc.stdout, proc.stdout[-2000:]
     # -X importtime: one line per module imported, "import time: self | cumulative | name"
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}

@@ -15,11 +15,10 @@ import pytest
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
 
+from conftest import SHORT_RUN, train_in
 from medvision.utils.config import config_dir, resolved_container
 from medvision.utils.errors import MedvisionError
 from medvision.utils.validate import validate_config
-
-from conftest import SHORT_RUN, train_in
 
 
 def _trainer_args(cfg) -> dict:
@@ -43,8 +42,17 @@ def test_ddp_composes_to_multi_gpu_ddp(compose_run) -> None:
     assert args["precision"] == "16-mixed"
     assert args["sync_batchnorm"] is False
     # options from the command line, still valid Trainer arguments
-    args = _trainer_args(compose_run(["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
-                                      "trainer.sync_batchnorm=true", "trainer.precision=bf16-mixed"]))
+    args = _trainer_args(
+        compose_run(
+            [
+                "trainer=ddp",
+                "trainer.devices=4",
+                "trainer.num_nodes=2",
+                "trainer.sync_batchnorm=true",
+                "trainer.precision=bf16-mixed",
+            ]
+        )
+    )
     assert (args["devices"], args["num_nodes"], args["sync_batchnorm"], args["precision"]) == (4, 2, True, "bf16-mixed")
     assert args["strategy"] == "ddp" and args["accelerator"] == "gpu"
 
@@ -60,7 +68,12 @@ def test_gpu_precision_from_the_command_line(precision: str, compose_run) -> Non
 
 def test_default_trainer_is_fp32_on_one_cpu(compose_run) -> None:
     args = _trainer_args(compose_run())
-    assert (args["accelerator"], args["devices"], args["precision"], args["sync_batchnorm"]) == ("cpu", 1, "32-true", False)
+    assert (args["accelerator"], args["devices"], args["precision"], args["sync_batchnorm"]) == (
+        "cpu",
+        1,
+        "32-true",
+        False,
+    )
 
 
 def test_misspelt_precision_is_a_config_error(compose_run) -> None:

@@ -50,8 +50,10 @@ def single_labels(labels: np.ndarray, task: str, key: str) -> np.ndarray:
         MedvisionError: the task is multi-label (``key`` names the option that needs classes).
     """
     if task == "multilabel":
-        raise MedvisionError(f"{key} needs a single-label task, but this data is multi-label",
-                             fix=f"remove {key} (or use a binary or multi-class data set)")
+        raise MedvisionError(
+            f"{key} needs a single-label task, but this data is multi-label",
+            fix=f"remove {key} (or use a binary or multi-class data set)",
+        )
     return np.asarray(labels).reshape(-1).astype(np.int64)
 
 
@@ -81,15 +83,21 @@ class Imbalance:
         if spec is None:
             return None
         if not isinstance(spec, Mapping):
-            raise MedvisionError(f"{cls.KEY}={spec!r} is not a mapping", fix=f"{cls.KEY}={{class: 1, keep: 0.1, seed: 0}}")
+            raise MedvisionError(
+                f"{cls.KEY}={spec!r} is not a mapping", fix=f"{cls.KEY}={{class: 1, keep: 0.1, seed: 0}}"
+            )
         unknown = sorted(set(spec) - {"class", "keep", "seed"})
         if unknown or "class" not in spec or "keep" not in spec:
-            raise MedvisionError(f"{cls.KEY} has keys {sorted(spec)}; it takes class, keep and seed (class and keep required)",
-                                 fix=f"{cls.KEY}={{class: 1, keep: 0.1, seed: 0}}")
+            raise MedvisionError(
+                f"{cls.KEY} has keys {sorted(spec)}; it takes class, keep and seed (class and keep required)",
+                fix=f"{cls.KEY}={{class: 1, keep: 0.1, seed: 0}}",
+            )
         keep = spec["keep"]
         if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < float(keep) <= 1.0:
-            raise MedvisionError(f"{cls.KEY}.keep={keep!r} must be a fraction in (0, 1]",
-                                 fix=f"{cls.KEY}.keep=0.1 keeps a tenth of the class's training samples")
+            raise MedvisionError(
+                f"{cls.KEY}.keep={keep!r} must be a fraction in (0, 1]",
+                fix=f"{cls.KEY}.keep=0.1 keeps a tenth of the class's training samples",
+            )
         seed = spec.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise MedvisionError(f"{cls.KEY}.seed={seed!r} must be an integer", fix=f"{cls.KEY}.seed=0")
@@ -104,7 +112,7 @@ class Imbalance:
         """
         target = class_index(self.klass, label_names, f"{self.KEY}.class")
         members = np.flatnonzero(labels == target)
-        n_keep = min(len(members), max(1, int(round(self.keep * len(members)))))
+        n_keep = min(len(members), max(1, round(self.keep * len(members))))
         rng = np.random.default_rng(self.seed)
         chosen = rng.choice(members, size=n_keep, replace=False) if len(members) else members
         return np.sort(np.concatenate([np.flatnonzero(labels != target), chosen]))

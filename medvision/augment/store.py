@@ -88,16 +88,22 @@ def write_store(
 
     folder = Path(path)
     if (folder / MANIFEST).exists() or (folder / SAMPLES).exists():
-        raise MedvisionError(f"{folder} already holds a synthetic store; it is not overwritten",
-                             fix="choose a new output folder (or delete the old store yourself)")
+        raise MedvisionError(
+            f"{folder} already holds a synthetic store; it is not overwritten",
+            fix="choose a new output folder (or delete the old store yourself)",
+        )
     images = np.ascontiguousarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if images.ndim not in (4, 5) or len(images) != len(labels):
-        raise MedvisionError(f"synthetic images {images.shape} and labels {labels.shape} do not match",
-                             fix="images must be (N, C, H, W[, D]) with one label per image")
+        raise MedvisionError(
+            f"synthetic images {images.shape} and labels {labels.shape} do not match",
+            fix="images must be (N, C, H, W[, D]) with one label per image",
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise MedvisionError(f"synthetic labels span {labels.min()}..{labels.max()} but there are {len(class_names)} classes",
-                             fix="labels are class indices into class_names")
+        raise MedvisionError(
+            f"synthetic labels span {labels.min()}..{labels.max()} but there are {len(class_names)} classes",
+            fix="labels are class indices into class_names",
+        )
     seeds = list(seeds) if seeds is not None else [None] * len(labels)
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -112,7 +118,10 @@ def write_store(
         "space": "model_input",
         "generator_checkpoint": str(generator_checkpoint) if generator_checkpoint else None,
         "counts": {name: int((labels == i).sum()) for i, name in enumerate(class_names)},
-        "samples": [{"index": i, "label": int(label), "seed": seed} for i, (label, seed) in enumerate(zip(labels, seeds))],
+        "samples": [
+            {"index": i, "label": int(label), "seed": seed}
+            for i, (label, seed) in enumerate(zip(labels, seeds, strict=False))
+        ],
         **(extra or {}),
     }
     atomic_write_json(folder / MANIFEST, manifest)
@@ -135,6 +144,10 @@ def read_store(path: str | os.PathLike[str]) -> SyntheticStore:
             images, labels = archive["images"], archive["labels"]
     except (OSError, ValueError, KeyError) as err:
         raise MedvisionError(f"{folder}: unreadable synthetic store ({type(err).__name__}: {err})", fix=fix) from err
-    if manifest.get("format") != FORMAT or len(images) != len(labels) or len(manifest.get("samples", [])) != len(labels):
+    if (
+        manifest.get("format") != FORMAT
+        or len(images) != len(labels)
+        or len(manifest.get("samples", [])) != len(labels)
+    ):
         raise MedvisionError(f"{folder}: manifest.json and samples.npz disagree or the format is not {FORMAT}", fix=fix)
     return SyntheticStore(images, labels.astype(np.int64), list(manifest["class_names"]), manifest, folder)

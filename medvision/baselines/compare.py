@@ -8,8 +8,6 @@ folder). The run's set and size come from its data config; its paper model from 
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +45,15 @@ def find_runs(log_dir: str | Path) -> list[RunResult]:
         data = run.config.get("data") or {}
         if not str(data.get("_target_", "")).endswith("MedMNISTDataModule"):
             continue
-        runs.append(RunResult(run.path, str(data.get("flag")), _model_key(run.config),
-                              run.metrics.get("test/acc"), run.metrics.get("test/auc")))
+        runs.append(
+            RunResult(
+                run.path,
+                str(data.get("flag")),
+                _model_key(run.config),
+                run.metrics.get("test/acc"),
+                run.metrics.get("test/auc"),
+            )
+        )
     return runs
 
 
@@ -59,8 +64,16 @@ def comparison_rows(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
         paper = published(run.flag, run.model)
-        row = {"run": str(run.path), "dataset": run.flag, "model": MODELS.get(run.model, run.model),
-               "acc": run.acc, "auc": run.auc, "paper_acc": None, "paper_auc": None, "verified": None}
+        row = {
+            "run": str(run.path),
+            "dataset": run.flag,
+            "model": MODELS.get(run.model, run.model),
+            "acc": run.acc,
+            "auc": run.auc,
+            "paper_acc": None,
+            "paper_auc": None,
+            "verified": None,
+        }
         if paper is not None:
             row.update(paper_acc=paper.acc, paper_auc=paper.auc, verified=paper.verified)
         for metric in ("acc", "auc"):
@@ -88,8 +101,18 @@ def print_table(rows: Sequence[dict[str, Any]], log_dir: str | Path) -> None:
         table.add_column(column, justify="left" if column in ("dataset", "model", "run", "paper number") else "right")
     for row in sorted(rows, key=lambda r: (r["dataset"], r["model"], r["run"])):
         status = "none found" if row["verified"] is None else ("verified" if row["verified"] else "unverified")
-        table.add_row(row["dataset"], row["model"], Path(row["run"]).name, _fmt(row["acc"]), _fmt(row["paper_acc"]),
-                      _fmt(row["diff_acc"], True), _fmt(row["auc"]), _fmt(row["paper_auc"]), _fmt(row["diff_auc"], True), status)
+        table.add_row(
+            row["dataset"],
+            row["model"],
+            Path(row["run"]).name,
+            _fmt(row["acc"]),
+            _fmt(row["paper_acc"]),
+            _fmt(row["diff_acc"], True),
+            _fmt(row["auc"]),
+            _fmt(row["paper_auc"]),
+            _fmt(row["diff_auc"], True),
+            status,
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # a pipe or a file: keep every column whole

@@ -29,7 +29,9 @@ class IntensityLUT:
 
     def fit(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> IntensityLUT:
         """Fit on ``(image, label)`` arrays of equal shape (first image channel only)."""
-        pairs = [(np.asarray(i, dtype=np.float64).ravel(), np.asarray(l).astype(np.int64).ravel()) for i, l in pairs]
+        pairs = [
+            (np.asarray(i, dtype=np.float64).ravel(), np.asarray(lab).astype(np.int64).ravel()) for i, lab in pairs
+        ]
         lo = min(i.min() for i, _ in pairs)
         hi = max(i.max() for i, _ in pairs)
         self.edges = np.linspace(lo, hi, self.bins + 1)

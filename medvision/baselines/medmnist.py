@@ -53,7 +53,10 @@ class Published:
 
 
 T3, T4 = f"{PAPER}, Table 3", f"{PAPER}, Table 4"
-_HABIB = "github.com/habib-analyst/MedMNIST_v2_Reproducibility_Benchmark configs/benchmark-references.json (from medmnist.com/v2)"
+_HABIB = (
+    "github.com/habib-analyst/MedMNIST_v2_Reproducibility_Benchmark configs/benchmark-references.json"
+    " (from medmnist.com/v2)"
+)
 _PATH = "a PathMNIST literature review quoting the paper (public repository, found by search)"
 _PNEU = "PneumoniaMNIST course notes quoting 'MedMNIST v2, Tabla 3' (public repository, found by search)"
 _BREAST = "BreastMNIST prediction-artifact verification record citing Table 3 (public repository)"

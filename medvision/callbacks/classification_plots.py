@@ -59,8 +59,10 @@ def roc_curves(metrics: Any) -> list[Curve]:
         fprs, tprs, _ = multilabel_roc(preds, target, num_labels=len(names))
     else:
         fprs, tprs, _ = multiclass_roc(preds, target, num_classes=len(names))
-    curves = [(name, fpr.cpu().numpy(), tpr.cpu().numpy(), float(torch.trapezoid(tpr, fpr)))
-              for name, fpr, tpr in zip(names, fprs, tprs)]
+    curves = [
+        (name, fpr.cpu().numpy(), tpr.cpu().numpy(), float(torch.trapezoid(tpr, fpr)))
+        for name, fpr, tpr in zip(names, fprs, tprs, strict=True)
+    ]
     return curves[-1:] if metrics.task == "binary" else curves
 
 
@@ -107,15 +109,27 @@ def _matrix_axes(ax: Any, matrix: np.ndarray, names: list[str], title: str | Non
     fraction = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=np.float64), where=totals > 0)
     ax.imshow(fraction, cmap="Blues", vmin=0.0, vmax=1.0)
     ticks = np.arange(len(names))
-    ax.set_xticks(ticks, names, rotation=45 if not small and len(names) > 3 else 0, ha="right" if not small and len(names) > 3 else "center")
+    ax.set_xticks(
+        ticks,
+        names,
+        rotation=45 if not small and len(names) > 3 else 0,
+        ha="right" if not small and len(names) > 3 else "center",
+    )
     ax.set_yticks(ticks, names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if title:
         ax.set_title(title, fontsize=9)
     for (i, j), count in np.ndenumerate(counts):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=8 if small or len(names) > 8 else 10,
-                color="white" if fraction[i, j] > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=8 if small or len(names) > 8 else 10,
+            color="white" if fraction[i, j] > 0.5 else "black",
+        )
 
 
 def roc_picture(curves: Sequence[Curve], title: str) -> np.ndarray:
@@ -218,10 +232,12 @@ class ClassificationPlots(pl.Callback):
         matrix = pl_module.confusion_matrices.get(stage)
         if self.confusion and matrix is not None:
             picture = confusion_picture(matrix.numpy(), names, f"{heading}: confusion matrix")
-            self.written += save_pictures(trainer, f"confusion/{stage}", [picture], [folder / f"confusion_{tag}.png"],
-                                          captions=[heading])
+            self.written += save_pictures(
+                trainer, f"confusion/{stage}", [picture], [folder / f"confusion_{tag}.png"], captions=[heading]
+            )
         if self.roc and self._curves:
             picture = roc_picture(self._curves, f"{heading}: ROC")
-            self.written += save_pictures(trainer, f"roc/{stage}", [picture], [folder / f"roc_{tag}.png"],
-                                          captions=[heading])
+            self.written += save_pictures(
+                trainer, f"roc/{stage}", [picture], [folder / f"roc_{tag}.png"], captions=[heading]
+            )
         self._curves = []

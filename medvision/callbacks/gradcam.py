@@ -40,8 +40,10 @@ def default_target_layer(net: nn.Module) -> str:
         ValueError: the network has no convolution (Grad-CAM needs a spatial feature map).
     """
     if type(net).__name__ == "SliceRNN":
-        raise ValueError("Grad-CAM needs a network whose feature maps cover the whole input; SliceRNN encodes "
-                         "slices one by one: switch callbacks.gradcam off (callbacks.gradcam=null)")
+        raise ValueError(
+            "Grad-CAM needs a network whose feature maps cover the whole input; SliceRNN encodes "
+            "slices one by one: switch callbacks.gradcam off (callbacks.gradcam=null)"
+        )
     names = dict(net.named_modules())
     for cls in type(net).__mro__:
         layer = DEFAULT_TARGET_LAYERS.get(cls.__name__)
@@ -174,7 +176,7 @@ class GradCAMOverlays(pl.Callback):
                 pictures.append(overlay_image(image.detach().cpu().numpy(), heat, self.alpha))
                 predicted = int(logits.argmax(dim=1)[0])
                 true = "" if multilabel else int(label.reshape(-1)[0])
-                name_of = (lambda j: names[j] if isinstance(j, int) and j < len(names) else str(j))  # noqa: E731
+                name_of = lambda j: names[j] if isinstance(j, int) and j < len(names) else str(j)  # noqa: E731
                 captions.append(f"{sample_id} true={name_of(true)} pred={name_of(predicted)} cam={name_of(idx)}")
                 stem = safe_stem(f"{k:02d}_{sample_id}_true-{name_of(true)}_pred-{name_of(predicted)}")
                 paths.append(folder / f"{stem}.png")

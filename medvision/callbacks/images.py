@@ -88,7 +88,7 @@ def save_pictures(
     """
     if len(paths) != len(pictures):
         raise ValueError(f"{len(pictures)} pictures but {len(paths)} paths")
-    written = [write_png(path, picture) for path, picture in zip(paths, pictures)]
+    written = [write_png(path, picture) for path, picture in zip(paths, pictures, strict=True)]
     step = int(trainer.global_step)
     for logger in trainer.loggers:
         kind = type(logger).__name__

@@ -28,10 +28,21 @@ import torch
 from medvision.callbacks.images import EpochSchedule, safe_stem, save_pictures
 
 #: RGB colour of label value 1, 2, ... (value 0, the background, is not coloured); cycles after 10
-PALETTE = np.array([
-    [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48],
-    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
-], dtype=np.uint8)
+PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [0, 130, 200],
+        [255, 225, 25],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+    ],
+    dtype=np.uint8,
+)
 
 #: plane names of the middle slices of a volume, by the axis they cut (RAS arrays)
 PLANES = ("sagittal", "coronal", "axial")
@@ -121,7 +132,7 @@ def overlay_picture(
     truth = np.zeros(volume.shape, dtype=np.int64) if label is None else np.asarray(label).astype(np.int64)
     pred = np.asarray(prediction).astype(np.int64)
     rows = []
-    for (plane, img), (_, lab), (_, prd) in zip(mid_slices(volume), mid_slices(truth), mid_slices(pred)):
+    for (plane, img), (_, lab), (_, prd) in zip(mid_slices(volume), mid_slices(truth), mid_slices(pred), strict=False):
         base = np.repeat(grey(img, float(lo), float(hi))[..., None], 3, axis=-1)
         rows.append((plane, [base, colour_mask(base, lab, alpha), colour_mask(base, prd, alpha)]))
     scale = max(1, -(-min_side // max(max(p.shape[:2]) for _, panels in rows for p in panels)))
@@ -131,14 +142,16 @@ def overlay_picture(
     out_h = _BAR + len(rows) * (height + _GAP) + _BAR
     out_w = 3 * width + 2 * _GAP
     picture = np.full((out_h, out_w, 3), 32, dtype=np.uint8)
-    texts: list[tuple[int, int, str]] = [(c * (width + _GAP) + 3, 2, title) for c, title in enumerate(("image", "label", "prediction"))]
+    texts: list[tuple[int, int, str]] = [
+        (c * (width + _GAP) + 3, 2, title) for c, title in enumerate(("image", "label", "prediction"))
+    ]
     for r, (plane, panels) in enumerate(rows):
         top = _BAR + r * (height + _GAP)
         for c, panel in enumerate(panels):
             big = (panel * 255.0 + 0.5).astype(np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
             y0 = top + (height - big.shape[0]) // 2
             x0 = c * (width + _GAP) + (width - big.shape[1]) // 2
-            picture[y0:y0 + big.shape[0], x0:x0 + big.shape[1]] = big
+            picture[y0 : y0 + big.shape[0], x0 : x0 + big.shape[1]] = big
         if len(rows) > 1:
             texts.append((3, top + 2, plane))
     # legend: a colour swatch and the name of each foreground label value
@@ -146,7 +159,7 @@ def overlay_picture(
     for value, name in enumerate(label_names):
         if value == 0:
             continue
-        picture[y:y + 10, x:x + 10] = class_colour(value)
+        picture[y : y + 10, x : x + 10] = class_colour(value)
         texts.append((x + 13, y - 1, str(name)))
         x += 13 + 7 * len(str(name)) + 12
         if x >= out_w - 20:
@@ -208,8 +221,15 @@ class SegmentationOverlays(pl.Callback):
         self._active = self.applies_to(pl_module) and self.schedule.due(trainer)
         self._pictures = []
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self._active and trainer.is_global_zero:
             self._collect(trainer, pl_module, batch)
 
@@ -225,8 +245,15 @@ class SegmentationOverlays(pl.Callback):
         self._active = self.at_test and self.applies_to(pl_module)
         self._pictures = []
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self._active and trainer.is_global_zero:
             self._collect(trainer, pl_module, batch)
 
@@ -246,7 +273,7 @@ class SegmentationOverlays(pl.Callback):
             if len(self._pictures) >= self.n_images:
                 return
             with torch.no_grad(), precision.forward_context():
-                logits = pl_module.infer(precision.convert_input(images[i:i + 1]))
+                logits = pl_module.infer(precision.convert_input(images[i : i + 1]))
             prediction = logits.argmax(dim=1)[0].cpu().numpy()
             image = _numpy(images[i])
             label = None if labels is None else _numpy(labels[i])[0]
@@ -257,14 +284,23 @@ class SegmentationOverlays(pl.Callback):
     def _save(self, trainer: pl.Trainer, tag: str, stage: str, pl_module: pl.LightningModule) -> None:
         if not self._pictures:
             return
-        paths = [self.output_dir / self.folder / f"overlay_{tag}_{k:02d}_{safe_stem(case)}.png"
-                 for k, (_, case, _) in enumerate(self._pictures)]
+        paths = [
+            self.output_dir / self.folder / f"overlay_{tag}_{k:02d}_{safe_stem(case)}.png"
+            for k, (_, case, _) in enumerate(self._pictures)
+        ]
         epoch = f" epoch {trainer.current_epoch}" if stage == "val" else ""
-        slices = [(s, masks, f"{stage}{epoch} {case} {plane}")
-                  for _, case, planes in self._pictures for (s, masks), plane in zip(planes, _plane_names(planes))]
+        slices = [
+            (s, masks, f"{stage}{epoch} {case} {plane}")
+            for _, case, planes in self._pictures
+            for (s, masks), plane in zip(planes, _plane_names(planes), strict=True)
+        ]
         self.written += save_pictures(
-            trainer, f"overlay/{stage}", [p for p, _, _ in self._pictures], paths,
-            captions=[c for _, _, c in slices], wandb_images=[s for s, _, _ in slices],
+            trainer,
+            f"overlay/{stage}",
+            [p for p, _, _ in self._pictures],
+            paths,
+            captions=[c for _, _, c in slices],
+            wandb_images=[s for s, _, _ in slices],
             wandb_extra={"masks": [m for _, m, _ in slices]},
         )
         self._pictures = []
@@ -279,8 +315,9 @@ def _plane_names(planes: list[Any]) -> tuple[str, ...]:
     return ("image",) if len(planes) == 1 else PLANES
 
 
-def _wandb_slices(image: np.ndarray, label: np.ndarray | None, prediction: np.ndarray,
-                  names: Sequence[str]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+def _wandb_slices(
+    image: np.ndarray, label: np.ndarray | None, prediction: np.ndarray, names: Sequence[str]
+) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """Per plane: the grey slice (uint8) and W&B masks ``{"label": ..., "prediction": ...}``."""
     volume = image[0]
     lo, hi = np.percentile(volume, [0.5, 99.5])

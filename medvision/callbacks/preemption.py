@@ -12,7 +12,6 @@ A run that ends normally deletes ``preempted.ckpt``.
 
 from __future__ import annotations
 
-
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
@@ -37,8 +36,10 @@ class PreemptionCheckpoint(OnExceptionCheckpoint):
         if trainer.state.fn != TrainerFn.FITTING or not isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
             return
         super().on_exception(trainer, pl_module, exception)
-        rank_zero_info(f"pre-empted: saved {self.ckpt_path} (epoch {trainer.current_epoch}, step {trainer.global_step}); "
-                       "continue with ckpt_path=last hydra.run.dir=<this run's folder>")
+        rank_zero_info(
+            f"pre-empted: saved {self.ckpt_path} (epoch {trainer.current_epoch}, step {trainer.global_step}); "
+            "continue with ckpt_path=last hydra.run.dir=<this run's folder>"
+        )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == TrainerFn.FITTING:

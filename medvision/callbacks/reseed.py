@@ -30,8 +30,12 @@ class ReseedEveryStep(pl.Callback):
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        seed = derive_seed(run_seed() if self.seed is None else self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        seed = derive_seed(
+            run_seed() if self.seed is None else self.seed, trainer.current_epoch, batch_idx, trainer.global_rank
+        )
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)

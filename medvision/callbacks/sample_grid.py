@@ -19,7 +19,9 @@ import torch
 from medvision.callbacks.images import enlarge, save_pictures
 
 
-def grid_picture(images: np.ndarray, rows: int, low: float, high: float, pad: int = 2, min_side: int = 256) -> np.ndarray:
+def grid_picture(
+    images: np.ndarray, rows: int, low: float, high: float, pad: int = 2, min_side: int = 256
+) -> np.ndarray:
     """Tile images (rows * cols, C, H, W[, D]) into one RGB ``uint8`` picture.
 
     Args:
@@ -40,7 +42,7 @@ def grid_picture(images: np.ndarray, rows: int, low: float, high: float, pad: in
     for k in range(n):
         r, c = divmod(k, cols)
         top, left = pad + r * (height + pad), pad + c * (width + pad)
-        picture[top:top + height, left:left + width] = np.moveaxis(rgb[k], 0, -1)
+        picture[top : top + height, left : left + width] = np.moveaxis(rgb[k], 0, -1)
     return enlarge((picture * 255.0 + 0.5).astype(np.uint8), min_side)
 
 
@@ -55,8 +57,9 @@ class SampleGrid(pl.Callback):
         every_n_epochs: draw after every this many epochs (and after the last one).
     """
 
-    def __init__(self, output_dir: str, n_per_class: int = 8, seed: int = 0, folder: str = "images",
-                 every_n_epochs: int = 1) -> None:
+    def __init__(
+        self, output_dir: str, n_per_class: int = 8, seed: int = 0, folder: str = "images", every_n_epochs: int = 1
+    ) -> None:
         if n_per_class < 1 or every_n_epochs < 1:
             raise ValueError(f"n_per_class ({n_per_class}) and every_n_epochs ({every_n_epochs}) must be >= 1")
         self.output_dir = Path(output_dir)
@@ -83,4 +86,6 @@ class SampleGrid(pl.Callback):
         picture = grid_picture(images, classes, pl_module.low, pl_module.high)
         names = ", ".join(f"row {c}: {name}" for c, name in enumerate(pl_module.label_names))
         path = self.output_dir / self.folder / f"samples_epoch{trainer.current_epoch:03d}.png"
-        self.written += save_pictures(trainer, "samples", [picture], [path], captions=[f"epoch {trainer.current_epoch}; {names}"])
+        self.written += save_pictures(
+            trainer, "samples", [picture], [path], captions=[f"epoch {trainer.current_epoch}; {names}"]
+        )

@@ -17,8 +17,8 @@ def _main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="medvision-cv-report",
         description="Mean and standard deviation of every metric over the folds of a k-fold multirun "
-                    "(medvision-train -m data.num_folds=5 data.fold=0,1,2,3,4 ...), and one row per fold. "
-                    "Writes cv_report.json and cv_report.md.",
+        "(medvision-train -m data.num_folds=5 data.fold=0,1,2,3,4 ...), and one row per fold. "
+        "Writes cv_report.json and cv_report.md.",
     )
     parser.add_argument("sweep_dir", type=Path, help="the multirun folder (logs/train/multiruns/<date_time>)")
     parser.add_argument("--output-dir", type=Path, default=None, help="where to write the report (default: sweep_dir)")

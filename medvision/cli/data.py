@@ -9,8 +9,8 @@ Imports stay inside the subcommands so that ``--help`` does not load torch.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from medvision.utils.errors import report_user_errors
 

@@ -16,12 +16,20 @@ DESCRIPTION = """``medvision-gan-report <store or pipeline dir>``: the quality f
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medvision-gan-report", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="medvision-gan-report", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("path", help="a gan_augment pipeline folder or a synthetic store folder")
-    parser.add_argument("--classifier", help="store only: classifier checkpoint trained on the same data (its features)")
-    parser.add_argument("--tstr", type=int, default=None, metavar="EPOCHS",
-                        help="store only: also train on synthetic / test on real for EPOCHS epochs")
+    parser.add_argument(
+        "--classifier", help="store only: classifier checkpoint trained on the same data (its features)"
+    )
+    parser.add_argument(
+        "--tstr",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help="store only: also train on synthetic / test on real for EPOCHS epochs",
+    )
     parser.add_argument("--k", type=int, default=3, help="store only: k of the k-NN precision/recall (default 3)")
     parser.add_argument("--json", dest="json_out", help="also write the figures to this JSON file")
     return parser

@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from medvision.utils.errors import MedvisionError, report_user_errors
+from medvision.utils.errors import MedvisionError
 
 FORMATS: dict[str, str] = {"torchscript": ".pt", "onnx": ".onnx"}
 INPUT_NAME = "image"
@@ -51,8 +51,10 @@ def example_shape(cfg: DictConfig, run_cfg: DictConfig, module: Any, problem: st
         dims = int(module.hparams.get("spatial_dims") or OmegaConf.select(run_cfg, "data.spatial_dims", default=2))
         spatial = [size] * dims if size else None
     if not spatial:
-        raise MedvisionError(f"the run config of {cfg.ckpt_path} names no input size (data.patch_size / data.size)",
-                             fix="pass input_shape=[1,<channels>,<spatial sizes...>]")
+        raise MedvisionError(
+            f"the run config of {cfg.ckpt_path} names no input size (data.patch_size / data.size)",
+            fix="pass input_shape=[1,<channels>,<spatial sizes...>]",
+        )
     return [int(cfg.check.batch_size), channels, *(int(v) for v in spatial)]
 
 
@@ -77,22 +79,37 @@ def preprocessing_summary(run_cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
-def _sidecar(cfg: DictConfig, run_cfg: DictConfig, module: Any, problem: str, output: Path, shape: list[int],
-             out_shape: list[int], dynamic: dict[str, dict[int, str]] | None) -> dict[str, Any]:
+def _sidecar(
+    cfg: DictConfig,
+    run_cfg: DictConfig,
+    module: Any,
+    problem: str,
+    output: Path,
+    shape: list[int],
+    out_shape: list[int],
+    dynamic: dict[str, dict[int, str]] | None,
+) -> dict[str, Any]:
     import monai
     import torch
 
     task = getattr(module, "task", None)
-    activation = {"segmentation": "softmax over dim 1", "multilabel": "sigmoid"}.get(problem if problem == "segmentation" else str(task),
-                                                                                      "softmax over dim 1")
+    activation = {"segmentation": "softmax over dim 1", "multilabel": "sigmoid"}.get(
+        problem if problem == "segmentation" else str(task), "softmax over dim 1"
+    )
     info: dict[str, Any] = {
         "format": cfg.format,
         "file": output.name,
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
         "problem": problem,
         "network": OmegaConf.select(run_cfg, "model.net._target_"),
-        "input": {"name": INPUT_NAME, "example_shape": shape, "channels": shape[1], "spatial_dims": len(shape) - 2,
-                  "dtype": "float32", "dynamic_axes": {str(k): v for k, v in (dynamic or {}).get(INPUT_NAME, {}).items()}},
+        "input": {
+            "name": INPUT_NAME,
+            "example_shape": shape,
+            "channels": shape[1],
+            "spatial_dims": len(shape) - 2,
+            "dtype": "float32",
+            "dynamic_axes": {str(k): v for k, v in (dynamic or {}).get(INPUT_NAME, {}).items()},
+        },
         "output": {"name": OUTPUT_NAME, "example_shape": out_shape, "activation": activation},
         "label_names": list(module.label_names),
         "preprocessing": preprocessing_summary(run_cfg),
@@ -136,17 +153,22 @@ def _output_path(cfg: DictConfig) -> Path:
     from medvision.utils.io import refuse_input_as_output
 
     suffix = FORMATS[cfg.format]
-    output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / f"{Path(cfg.ckpt_path).stem}{suffix}"
+    output = (
+        Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / f"{Path(cfg.ckpt_path).stem}{suffix}"
+    )
     refuse_input_as_output(output, [cfg.ckpt_path], what="output")
     for path in (output, Path(f"{output}.json")):
         if path.exists() and not cfg.overwrite:
-            raise MedvisionError(f"{path} exists already; it is not overwritten",
-                                 fix="choose another output=<file>, or pass overwrite=true")
+            raise MedvisionError(
+                f"{path} exists already; it is not overwritten",
+                fix="choose another output=<file>, or pass overwrite=true",
+            )
     return output
 
 
-def _convert(cfg: DictConfig, net: Any, x: Any, path: Path, info: dict[str, Any],
-             dynamic: dict[str, dict[int, str]] | None) -> tuple[Any, str]:
+def _convert(
+    cfg: DictConfig, net: Any, x: Any, path: Path, info: dict[str, Any], dynamic: dict[str, dict[int, str]] | None
+) -> tuple[Any, str]:
     """Write ``net`` to ``path`` in ``cfg.format`` (MONAI's converters) and run the file on ``x``.
 
     Returns:
@@ -156,17 +178,33 @@ def _convert(cfg: DictConfig, net: Any, x: Any, path: Path, info: dict[str, Any]
     from monai.networks.utils import convert_to_onnx, convert_to_torchscript
 
     if cfg.format == "onnx":
-        convert_to_onnx(net, [x], input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=int(cfg.onnx.opset),
-                        dynamic_axes=dynamic, filename=str(path), dynamo=bool(cfg.onnx.dynamo))
+        convert_to_onnx(
+            net,
+            [x],
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=int(cfg.onnx.opset),
+            dynamic_axes=dynamic,
+            filename=str(path),
+            dynamo=bool(cfg.onnx.dynamo),
+        )
         return _run_onnx(path, x)
     try:
-        convert_to_torchscript(net, str(path), extra_files={EMBEDDED_JSON: json.dumps(info)},
-                               use_trace=bool(cfg.torchscript.trace), inputs=[x])
-    except Exception as err:  # noqa: BLE001 - scripting fails on Python the compiler does not know
+        convert_to_torchscript(
+            net,
+            str(path),
+            extra_files={EMBEDDED_JSON: json.dumps(info)},
+            use_trace=bool(cfg.torchscript.trace),
+            inputs=[x],
+        )
+    except Exception as err:
         if cfg.torchscript.trace:
             raise
-        raise MedvisionError(f"torch.jit.script could not compile {info['network']} ({type(err).__name__}: "
-                             f"{(str(err).strip().splitlines() or [''])[0]})", fix="pass torchscript.trace=true") from err
+        raise MedvisionError(
+            f"torch.jit.script could not compile {info['network']} ({type(err).__name__}: "
+            f"{(str(err).strip().splitlines() or [''])[0]})",
+            fix="pass torchscript.trace=true",
+        ) from err
     with torch.no_grad():
         return torch.jit.load(str(path), map_location="cpu")(x).float().numpy(), f"torch.jit {torch.__version__}"
 
@@ -191,16 +229,23 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     from medvision.utils.io import atomic_output, atomic_write_json
 
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
-        raise MedvisionError("medvision-export needs a checkpoint", fix="medvision-export ckpt_path=<run>/checkpoints/best.ckpt format=onnx")
+        raise MedvisionError(
+            "medvision-export needs a checkpoint",
+            fix="medvision-export ckpt_path=<run>/checkpoints/best.ckpt format=onnx",
+        )
     if cfg.format not in FORMATS:
-        raise MedvisionError(f"format={cfg.format} is not one of {'|'.join(FORMATS)}", fix="format=torchscript or format=onnx")
+        raise MedvisionError(
+            f"format={cfg.format} is not one of {'|'.join(FORMATS)}", fix="format=torchscript or format=onnx"
+        )
     if cfg.get("print_config"):
         from medvision.utils.printing import print_config_tree
 
         print_config_tree(cfg)
     if cfg.format == "onnx" and importlib.util.find_spec("onnx") is None:
-        raise MedvisionError("format=onnx needs the onnx package, which is not installed",
-                             fix="pip install 'medvision[export]' (onnx and onnxruntime)")
+        raise MedvisionError(
+            "format=onnx needs the onnx package, which is not installed",
+            fix="pip install 'medvision[export]' (onnx and onnxruntime)",
+        )
     output = _output_path(cfg)
     module, run_cfg, problem = load_module(cfg.ckpt_path, command="medvision-export")
     net = module.net.cpu().eval()
@@ -215,15 +260,27 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         reference = expected.numpy()
         max_abs = float(np.abs(actual - reference).max()) if actual.shape == reference.shape else float("inf")
         atol, rtol = float(cfg.check.atol), float(cfg.check.rtol)
-        ok = actual.shape == reference.shape and bool(np.all(np.abs(actual - reference) <= atol + rtol * np.abs(reference)))
-        info["check"] = {"runtime": runtime, "input": f"randn{shape} seed {int(cfg.check.seed)}", "atol": atol,
-                         "rtol": rtol, "max_abs_diff": max_abs, "passed": ok}
-        print(f"{cfg.format} vs PyTorch ({runtime}): max |difference| = {max_abs:.3g} "
-              f"(tolerance {atol:g} + {rtol:g} x |PyTorch|): {'ok' if ok else 'FAILED'}")
+        ok = actual.shape == reference.shape and bool(
+            np.all(np.abs(actual - reference) <= atol + rtol * np.abs(reference))
+        )
+        info["check"] = {
+            "runtime": runtime,
+            "input": f"randn{shape} seed {int(cfg.check.seed)}",
+            "atol": atol,
+            "rtol": rtol,
+            "max_abs_diff": max_abs,
+            "passed": ok,
+        }
+        print(
+            f"{cfg.format} vs PyTorch ({runtime}): max |difference| = {max_abs:.3g} "
+            f"(tolerance {atol:g} + {rtol:g} x |PyTorch|): {'ok' if ok else 'FAILED'}"
+        )
         if not ok:
-            raise MedvisionError(f"the {cfg.format} export of {cfg.ckpt_path} differs from PyTorch by up to {max_abs:.3g} "
-                                 f"(shapes {list(actual.shape)} vs {list(reference.shape)}); nothing was written",
-                                 fix="try the other format, torchscript.trace=true, another onnx.opset, or a looser check.atol")
+            raise MedvisionError(
+                f"the {cfg.format} export of {cfg.ckpt_path} differs from PyTorch by up to {max_abs:.3g} "
+                f"(shapes {list(actual.shape)} vs {list(reference.shape)}); nothing was written",
+                fix="try the other format, torchscript.trace=true, another onnx.opset, or a looser check.atol",
+            )
     atomic_write_json(f"{output}.json", info)
     print(f"wrote {output} and {output}.json")
     info["path"] = str(output)

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from medvision.utils.errors import MedvisionError, report_user_errors
+from medvision.utils.errors import MedvisionError
 
 
 def _classes(wanted: Sequence[Any] | None, names: list[str]) -> list[int]:
@@ -33,8 +33,10 @@ def _classes(wanted: Sequence[Any] | None, names: list[str]) -> list[int]:
         elif isinstance(item, str) and item.isdigit() and int(item) < len(names):
             out.append(int(item))
         else:
-            raise MedvisionError(f"classes: {item!r} is not a class of this GAN ({', '.join(f'{i}={n}' for i, n in enumerate(names))})",
-                                 fix="give class indices or names, e.g. classes=[1]")
+            raise MedvisionError(
+                f"classes: {item!r} is not a class of this GAN ({', '.join(f'{i}={n}' for i, n in enumerate(names))})",
+                fix="give class indices or names, e.g. classes=[1]",
+            )
     return list(dict.fromkeys(out))
 
 
@@ -69,8 +71,10 @@ def generate(cfg: DictConfig) -> Path:
     from medvision.utils.io import refuse_input_as_output
 
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
-        raise MedvisionError("medvision-generate needs a GAN checkpoint",
-                             fix="medvision-generate ckpt_path=<run dir>/checkpoints/best.ckpt n_per_class=100")
+        raise MedvisionError(
+            "medvision-generate needs a GAN checkpoint",
+            fix="medvision-generate ckpt_path=<run dir>/checkpoints/best.ckpt n_per_class=100",
+        )
     if cfg.get("print_config", False):
         from medvision.utils.printing import print_config_tree
 
@@ -78,8 +82,10 @@ def generate(cfg: DictConfig) -> Path:
     ckpt = Path(cfg.ckpt_path).resolve()
     module, _ = module_from_checkpoint(ckpt)
     if not hasattr(module, "sample"):
-        raise MedvisionError(f"checkpoint {ckpt} holds a {type(module).__name__}, not a GAN",
-                             fix="pass the checkpoint of a medvision-train model=gan run")
+        raise MedvisionError(
+            f"checkpoint {ckpt} holds a {type(module).__name__}, not a GAN",
+            fix="pass the checkpoint of a medvision-train model=gan run",
+        )
     n = int(cfg.n_per_class)
     if n < 1:
         raise MedvisionError(f"n_per_class={n} must be >= 1", fix="n_per_class=100")
@@ -90,16 +96,36 @@ def generate(cfg: DictConfig) -> Path:
     labels = np.repeat(np.asarray(classes, dtype=np.int64), n)
     seeds = [int(cfg.seed) + k for k in range(len(labels))]
     batch = max(1, int(cfg.batch_size))
-    images = np.concatenate([
-        module.sample(torch.as_tensor(labels[i:i + batch]), noise_for_seeds(seeds[i:i + batch], module.latent_dim), ema=ema)
-        .cpu().numpy() for i in range(0, len(labels), batch)])
+    images = np.concatenate(
+        [
+            module.sample(
+                torch.as_tensor(labels[i : i + batch]),
+                noise_for_seeds(seeds[i : i + batch], module.latent_dim),
+                ema=ema,
+            )
+            .cpu()
+            .numpy()
+            for i in range(0, len(labels), batch)
+        ]
+    )
     out = Path(cfg.output_dir) if cfg.get("output_dir") else default_output_dir(ckpt, Path(cfg.paths.output_dir))
     refuse_input_as_output(out, [ckpt, ckpt.parent], what="output_dir")
-    path = write_store(out, images, labels, module.label_names, seeds=seeds, generator_checkpoint=ckpt, extra={
-        "generator": "ema" if ema else "raw", "n_per_class": n, "classes": [module.label_names[c] for c in classes],
-        "seed": int(cfg.seed), "seed_rule": "sample k: noise_for_seeds([seed + k], latent_dim)",
-        "latent_dim": module.latent_dim,
-    })
+    path = write_store(
+        out,
+        images,
+        labels,
+        module.label_names,
+        seeds=seeds,
+        generator_checkpoint=ckpt,
+        extra={
+            "generator": "ema" if ema else "raw",
+            "n_per_class": n,
+            "classes": [module.label_names[c] for c in classes],
+            "seed": int(cfg.seed),
+            "seed_rule": "sample k: noise_for_seeds([seed + k], latent_dim)",
+            "latent_dim": module.latent_dim,
+        },
+    )
     from medvision.utils.printing import print_metrics_table
 
     print_metrics_table({f"n_{module.label_names[c]}": float(n) for c in classes}, title=f"synthetic store: {path}")

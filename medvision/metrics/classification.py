@@ -24,18 +24,16 @@ positive class; otherwise macro averages), balanced accuracy (macro recall), per
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as tmc
 
-from medvision.utils.names import safe_name  # noqa: F401 - metric names of labels, re-exported
+from medvision.utils.names import safe_name
 
 #: the classification tasks medvision knows (the DataModules' ``task``)
 TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
-
 
 
 def _collection(task: str, n: int) -> dict[str, Metric]:
@@ -124,9 +122,9 @@ class ClassificationMetrics(torch.nn.Module):
         out = {f"{prefix}/{k}": float(v) for k, v in self.scalars.compute().items()}
         if self.task != "multilabel":
             out[f"{prefix}/balanced_acc"] = float(self.balanced_acc.compute())
-            for name, value in zip(self.label_names, self.per_class_recall.compute().tolist()):
+            for name, value in zip(self.label_names, self.per_class_recall.compute().tolist(), strict=True):
                 out[f"{prefix}/recall_{safe_name(name)}"] = float(value)
-        for name, value in zip(self.label_names, self.per_class_auc.compute().tolist()):
+        for name, value in zip(self.label_names, self.per_class_auc.compute().tolist(), strict=True):
             out[f"{prefix}/auc_{safe_name(name)}"] = float(value)
         return out
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from medvision.utils.names import safe_name
 from medvision.utils.errors import MedvisionError
+from medvision.utils.names import safe_name
 
 
 class PenultimateFeatures(nn.Module):
@@ -41,8 +41,10 @@ class PenultimateFeatures(nn.Module):
         super().__init__()
         linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
         if not linears:
-            raise MedvisionError(f"{type(net).__name__} has no linear layer whose input could serve as features",
-                                 fix="use a medvision classifier checkpoint (model=classifier)")
+            raise MedvisionError(
+                f"{type(net).__name__} has no linear layer whose input could serve as features",
+                fix="use a medvision classifier checkpoint (model=classifier)",
+            )
         self.net = net.eval().requires_grad_(False)
         self._head = linears[-1]
         self.num_features = int(self._head.in_features)
@@ -75,7 +77,7 @@ def feature_extractor(source: nn.Module) -> nn.Module:
 
 def _batches(images: np.ndarray | torch.Tensor, batch_size: int) -> Any:
     for start in range(0, len(images), batch_size):
-        yield torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32))
+        yield torch.as_tensor(np.asarray(images[start : start + batch_size], dtype=np.float32))
 
 
 @torch.no_grad()
@@ -123,17 +125,20 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
 
 def _kth_radius(x: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
     """Distance of each row of ``x`` to its k-th nearest other row."""
-    radii = [torch.cdist(x[i:i + chunk], x).kthvalue(k + 1, dim=1).values for i in range(0, len(x), chunk)]
+    radii = [torch.cdist(x[i : i + chunk], x).kthvalue(k + 1, dim=1).values for i in range(0, len(x), chunk)]
     return torch.cat(radii)
 
 
 def _inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int) -> torch.Tensor:
     """For each point: is it within ``radii[j]`` of some ``centres[j]``?"""
-    return torch.cat([(torch.cdist(points[i:i + chunk], centres) <= radii[None]).any(dim=1)
-                      for i in range(0, len(points), chunk)])
+    return torch.cat(
+        [(torch.cdist(points[i : i + chunk], centres) <= radii[None]).any(dim=1) for i in range(0, len(points), chunk)]
+    )
 
 
-def knn_precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = 3, chunk: int = 1024) -> dict[str, float]:
+def knn_precision_recall(
+    real_feats: np.ndarray, fake_feats: np.ndarray, k: int = 3, chunk: int = 1024
+) -> dict[str, float]:
     """Improved precision and recall of Kynkäänniemi et al. (NeurIPS 2019).
 
     precision: fraction of fake samples inside the real manifold (within the k-NN radius of
@@ -166,8 +171,9 @@ def predict_classes(classifier: nn.Module, images: np.ndarray | torch.Tensor, ba
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
-def class_agreement(classifier: nn.Module, images: np.ndarray, labels: np.ndarray,
-                    class_names: Sequence[str]) -> dict[str, float]:
+def class_agreement(
+    classifier: nn.Module, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+) -> dict[str, float]:
     """How often a classifier trained on real data assigns synthetic images to their conditioned class.
 
     Returns:

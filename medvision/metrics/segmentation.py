@@ -29,7 +29,9 @@ class SegmentationMetrics:
         self.label_names = list(label_names)
         self.num_classes = len(self.label_names)
         self.dice = DiceMetric(include_background=False, reduction="mean_batch")
-        self.hd95 = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="mean_batch") if hd95 else None
+        self.hd95 = (
+            HausdorffDistanceMetric(include_background=False, percentile=95, reduction="mean_batch") if hd95 else None
+        )
 
     def update(self, logits: torch.Tensor, label: torch.Tensor, spacing: Sequence[float] | None = None) -> None:
         """Add one batch: ``logits`` (B, C, ...) of the network, ``label`` (B, 1, ...) integer map."""
@@ -45,7 +47,7 @@ class SegmentationMetrics:
         metrics = [("dice", self.dice)] + ([("hd95", self.hd95)] if self.hd95 is not None else [])
         for name, metric in metrics:
             per_class = metric.aggregate().detach().cpu().float()
-            for label, value in zip(self.label_names[1:], per_class.tolist()):
+            for label, value in zip(self.label_names[1:], per_class.tolist(), strict=False):
                 out[f"{prefix}/{name}_{label}"] = value
             finite = per_class[torch.isfinite(per_class)]
             out[f"{prefix}/{name}_mean"] = float(finite.mean()) if finite.numel() else float("nan")

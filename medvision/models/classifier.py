@@ -13,10 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from medvision.metrics.classification import ClassificationMetrics
+from medvision.metrics.classification import TASKS, ClassificationMetrics
 from medvision.models.base import MedvisionModule
 from medvision.models.base import plain as _plain
-from medvision.metrics.classification import TASKS
 
 
 class ClassifierModule(MedvisionModule):

@@ -75,7 +75,9 @@ def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
-def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """WGAN-GP's ``E[(|grad_x D(x_hat, y)| - 1)^2]`` on random interpolates, in float32 outside autocast."""
     with torch.autocast(device_type=real.device.type, enabled=False):
         real, fake = real.float(), fake.float()
@@ -154,8 +156,9 @@ class GANModule(pl.LightningModule):
         self.label_names = list(label_names)
         self.num_classes = len(self.label_names)
         self.image_shape = (image_size,) * spatial_dims if isinstance(image_size, int) else tuple(image_size)
-        self.net = net(in_channels=in_channels, num_classes=self.num_classes, spatial_dims=spatial_dims,
-                       image_size=image_size)
+        self.net = net(
+            in_channels=in_channels, num_classes=self.num_classes, spatial_dims=spatial_dims, image_size=image_size
+        )
         self.latent_dim = int(self.net.generator.latent_dim)
         self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
         self.loss_kind, self.gp_weight, self.n_critic = loss, gp_weight, n_critic
@@ -187,7 +190,9 @@ class GANModule(pl.LightningModule):
                 if theirs != self.hparams.in_channels:
                     raise MedvisionError(
                         f"model.feature_ckpt={self.feature_ckpt} takes {theirs}-channel images, the GAN's data have "
-                        f"{self.hparams.in_channels}", fix="use a classifier trained on the same data config (as_rgb included)")
+                        f"{self.hparams.in_channels}",
+                        fix="use a classifier trained on the same data config (as_rgb included)",
+                    )
             else:
                 source = RandomConvFeatures(self.hparams.spatial_dims, self.hparams.in_channels, seed=self.fd_seed)
             metric = FrechetInceptionDistance(feature=feature_extractor(source), reset_real_features=True)
@@ -205,17 +210,25 @@ class GANModule(pl.LightningModule):
         """
         hp = self.hparams
         if hp.task == "multilabel":
-            raise MedvisionError("model=gan conditions on one class per image; this data is multi-label",
-                                 fix="train the GAN on a binary or multi-class dataset (e.g. data.flag=pneumoniamnist)")
+            raise MedvisionError(
+                "model=gan conditions on one class per image; this data is multi-label",
+                fix="train the GAN on a binary or multi-class dataset (e.g. data.flag=pneumoniamnist)",
+            )
         if hp.loss not in LOSSES:
-            raise MedvisionError(f"model.loss={hp.loss!r} is not one of {'|'.join(LOSSES)}", fix="model.loss=non_saturating")
+            raise MedvisionError(
+                f"model.loss={hp.loss!r} is not one of {'|'.join(LOSSES)}", fix="model.loss=non_saturating"
+            )
         if hp.n_critic < 1:
             raise MedvisionError(f"model.n_critic={hp.n_critic} must be >= 1", fix="model.n_critic=1")
         if len(hp.output_range) != 2 or not hp.output_range[0] < hp.output_range[1]:
-            raise MedvisionError(f"model.output_range={list(hp.output_range)} must be [low, high] with low < high",
-                                 fix="model.output_range=[-1.0,1.0]")
+            raise MedvisionError(
+                f"model.output_range={list(hp.output_range)} must be [low, high] with low < high",
+                fix="model.output_range=[-1.0,1.0]",
+            )
         if hp.ema_decay is not None and not 0.0 < hp.ema_decay < 1.0:
-            raise MedvisionError(f"model.ema_decay={hp.ema_decay} must be in (0, 1) or null", fix="model.ema_decay=0.999")
+            raise MedvisionError(
+                f"model.ema_decay={hp.ema_decay} must be in (0, 1) or null", fix="model.ema_decay=0.999"
+            )
 
     # ----------------------------------------------------------------- sampling
     @property
@@ -238,7 +251,9 @@ class GANModule(pl.LightningModule):
         """
         generator = self.sampler if ema else self.net.generator
         labels = labels.to(self.device).long().reshape(-1)
-        noise = torch.randn(len(labels), self.latent_dim, device=self.device) if noise is None else noise.to(self.device)
+        noise = (
+            torch.randn(len(labels), self.latent_dim, device=self.device) if noise is None else noise.to(self.device)
+        )
         was_training = generator.training
         generator.eval()
         try:
@@ -248,8 +263,10 @@ class GANModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.optimizer_g_factory(params=self.net.generator.parameters()),
-                self.optimizer_d_factory(params=self.net.discriminator.parameters())]
+        return [
+            self.optimizer_g_factory(params=self.net.generator.parameters()),
+            self.optimizer_d_factory(params=self.net.discriminator.parameters()),
+        ]
 
     def _check(self, images: torch.Tensor) -> None:
         if self._checked_batch:
@@ -258,14 +275,21 @@ class GANModule(pl.LightningModule):
         if tuple(images.shape[2:]) != self.image_shape:
             raise MedvisionError(
                 f"the data's images are {list(images.shape[2:])} but model.image_size is {list(self.image_shape)}",
-                fix=f"set model.image_size={list(images.shape[2:])} (or make the data's load transforms give that size)")
+                fix=f"set model.image_size={list(images.shape[2:])}"
+                " (or make the data's load transforms give that size)",
+            )
         lo, hi = float(images.min()), float(images.max())
         outside = max(self.low - lo, hi - self.high, 0.0) / (self.high - self.low)
-        message = (f"the data's images span {lo:.3g}..{hi:.3g}, outside model.output_range=[{self.low}, {self.high}]: "
-                   "the generator cannot produce those values")
+        message = (
+            f"the data's images span {lo:.3g}..{hi:.3g}, outside model.output_range=[{self.low}, {self.high}]: "
+            "the generator cannot produce those values"
+        )
         if outside > 0.25:  # another range altogether (e.g. 0..255, or -1..1 for [0, 1])
-            raise MedvisionError(message, fix="set model.output_range to the range of the data's load transforms "
-                                              "(e.g. [0.0,1.0] for data=dicom_modality)")
+            raise MedvisionError(
+                message,
+                fix="set model.output_range to the range of the data's load transforms "
+                "(e.g. [0.0,1.0] for data=dicom_modality)",
+            )
         if outside > 0.01:  # e.g. random intensity augmentation past the load range
             from lightning.pytorch.utilities import rank_zero_warn
 
@@ -293,8 +317,16 @@ class GANModule(pl.LightningModule):
         self.manual_backward(d_loss)
         opt_d.step()
         self.untoggle_optimizer(opt_d)
-        self.log_dict({"train/d_loss": d_loss.detach(), "train/d_real": d_real.detach().float().mean(),
-                       "train/d_fake": d_fake.detach().float().mean()}, on_step=False, on_epoch=True, batch_size=size)
+        self.log_dict(
+            {
+                "train/d_loss": d_loss.detach(),
+                "train/d_real": d_real.detach().float().mean(),
+                "train/d_fake": d_fake.detach().float().mean(),
+            },
+            on_step=False,
+            on_epoch=True,
+            batch_size=size,
+        )
 
         if (batch_idx + 1) % self.n_critic:
             return

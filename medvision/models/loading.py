@@ -43,7 +43,7 @@ def load_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+    except Exception as err:
         raise MedvisionError(
             f"checkpoint {path} could not be read ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})",
             fix="the file is corrupt or not a PyTorch checkpoint; use a .ckpt written by medvision-train",
@@ -107,9 +107,12 @@ def _choices(group: str, target: str) -> list[str]:
 
     folder = config_dir() / group
     pattern = re.compile(r"^\s*_target_:\s*(\S+)\s*$", re.MULTILINE)
-    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")
-                  if any(_same_object(m, target) for m in pattern.findall(p.read_text()))
-                  and (group != "model" or p.parent == folder))
+    return sorted(
+        p.relative_to(folder).with_suffix("").as_posix()
+        for p in folder.rglob("*.yaml")
+        if any(_same_object(m, target) for m in pattern.findall(p.read_text()))
+        and (group != "model" or p.parent == folder)
+    )
 
 
 def _flat(node: Any, prefix: str) -> dict[str, Any]:
@@ -144,19 +147,31 @@ def check_checkpoint_weights(
     parts = []
     if shapes:
         k = sorted(shapes)[0]
-        parts.append(f"{len(shapes)} tensor(s) of another shape (e.g. {k}: {list(theirs[k].shape)} in the "
-                     f"checkpoint, {list(ours[k].shape)} here)")
+        parts.append(
+            f"{len(shapes)} tensor(s) of another shape (e.g. {k}: {list(theirs[k].shape)} in the "
+            f"checkpoint, {list(ours[k].shape)} here)"
+        )
     if missing:
         parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
     saved = checkpoint.get(CHECKPOINT_CONFIG_KEY) or {}
-    before, now = _flat(saved.get("model", {}).get("net", {}), "model.net"), _flat(config.get("model", {}).get("net", {}), "model.net")
-    differ = [f"{k}: {before.get(k, '(unset)')!r} in the checkpoint, {now.get(k, '(unset)')!r} here"
-              for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]
+    before, now = (
+        _flat(saved.get("model", {}).get("net", {}), "model.net"),
+        _flat(config.get("model", {}).get("net", {}), "model.net"),
+    )
+    differ = [
+        f"{k}: {before.get(k, '(unset)')!r} in the checkpoint, {now.get(k, '(unset)')!r} here"
+        for k in sorted(before.keys() | now.keys())
+        if before.get(k) != now.get(k)
+    ]
     hparams = checkpoint.get("hyper_parameters") or {}
     for key in ("label_names", "in_channels", "task"):
-        if key in hparams and key in getattr(model, "hparams", {}) and _as_list(hparams[key]) != _as_list(model.hparams[key]):
+        if (
+            key in hparams
+            and key in getattr(model, "hparams", {})
+            and _as_list(hparams[key]) != _as_list(model.hparams[key])
+        ):
             differ.append(f"{key}: {hparams[key]!r} in the checkpoint, {model.hparams[key]!r} from this data")
     raise MedvisionError(
         f"checkpoint {ckpt_path} does not fit the model this config builds: {'; '.join(parts)}"

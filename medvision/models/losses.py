@@ -65,7 +65,9 @@ class ClassificationLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` (B, C) against ``target``: class indices (B,) or multi-hot (B, L)."""
         if self.kind == "ce":
-            return nn.functional.cross_entropy(logits, target.long(), weight=self.weight, label_smoothing=self.label_smoothing)
+            return nn.functional.cross_entropy(
+                logits, target.long(), weight=self.weight, label_smoothing=self.label_smoothing
+            )
         if self.kind == "bce":
             target = target.float()
             if self.label_smoothing:

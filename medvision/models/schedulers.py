@@ -21,5 +21,5 @@ def multistep_at_fractions(
         fractions: where the learning rate drops, as fractions of ``total_epochs``.
         gamma: factor applied at each milestone.
     """
-    milestones = sorted({max(1, int(round(f * total_epochs))) for f in fractions})
+    milestones = sorted({max(1, round(f * total_epochs)) for f in fractions})
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)

@@ -50,7 +50,9 @@ def report_user_errors(fn: F) -> F:
             from rich.markup import escape
 
             # soft_wrap: a long path stays on one line (copyable) even through a pipe
-            Console(stderr=True, soft_wrap=True).print(f"[bold red]medvision error:[/] {escape(str(err))}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(
+                f"[bold red]medvision error:[/] {escape(str(err))}", highlight=False
+            )
             sys.exit(USER_ERROR_EXIT_CODE)
 
     return wrapper  # type: ignore[return-value]

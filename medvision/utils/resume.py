@@ -47,7 +47,7 @@ def resume_overrides(args: Sequence[str]) -> list[str]:
         return args
     ckpt = [a.split("=", 1)[1] for a in args if re.match(r"^\+*ckpt_path=", a)]
     run = run_dir_of_checkpoint(ckpt[-1].strip("'\"")) if ckpt else None
-    return args + [f"hydra.run.dir={run}"] if run is not None else args
+    return [*args, f"hydra.run.dir={run}"] if run is not None else args
 
 
 def keep_previous_results(output_dir: str | Path, names: Sequence[str] = ("metrics.json",)) -> list[Path]:

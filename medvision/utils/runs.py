@@ -89,7 +89,9 @@ def finished_runs(root: str | os.PathLike[str], recursive: bool = True) -> Itera
             yield run
 
 
-def run_folders(paths: Iterable[str | os.PathLike[str]], marker: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+def run_folders(
+    paths: Iterable[str | os.PathLike[str]], marker: str | os.PathLike[str]
+) -> tuple[list[Path], list[Path]]:
     """The run folders named by ``paths``: each path that holds ``marker``, else every folder below it that does.
 
     Args:

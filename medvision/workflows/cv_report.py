@@ -10,17 +10,14 @@ writes it at the end of every such multirun; the command writes it again for a s
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from medvision.utils.errors import MedvisionError, report_user_errors
+from medvision.utils.errors import MedvisionError
 
 REPORT_NAME = "cv_report"
 
@@ -34,8 +31,14 @@ def _folds(sweep_dir: Path) -> list[dict[str, Any]]:
         data = run.config.get("data") or {}
         if data.get("num_folds") is None:
             continue
-        jobs.append({"job": run.path.name, "fold": int(data.get("fold", 0)), "num_folds": int(data["num_folds"]),
-                     "metrics": run.metrics})
+        jobs.append(
+            {
+                "job": run.path.name,
+                "fold": int(data.get("fold", 0)),
+                "num_folds": int(data["num_folds"]),
+                "metrics": run.metrics,
+            }
+        )
     return sorted(jobs, key=lambda j: j["fold"])
 
 
@@ -63,8 +66,10 @@ def cv_report(sweep_dir: str | Path) -> dict[str, Any]:
         )
     ks = {j["num_folds"] for j in jobs}
     if len(ks) > 1:
-        raise MedvisionError(f"the jobs of {sweep} use different data.num_folds ({sorted(ks)})",
-                             fix="report one k-fold sweep at a time (one sweep dir per num_folds)")
+        raise MedvisionError(
+            f"the jobs of {sweep} use different data.num_folds ({sorted(ks)})",
+            fix="report one k-fold sweep at a time (one sweep dir per num_folds)",
+        )
     seen: dict[int, str] = {}
     for j in jobs:
         if j["fold"] in seen:
@@ -140,5 +145,7 @@ class CVReport(Callback):
         except MedvisionError as err:  # e.g. lr x fold in one sweep: the jobs' own results stand
             print(f"no cross-validation report for {sweep_dir}: {err}")
             return
-        print(f"cross-validation report ({len(report['folds'])} of {report['num_folds']} folds): "
-              f"{sweep_dir / (REPORT_NAME + '.md')}")
+        print(
+            f"cross-validation report ({len(report['folds'])} of {report['num_folds']} folds): "
+            f"{sweep_dir / (REPORT_NAME + '.md')}"
+        )

@@ -44,8 +44,14 @@ ARMS: tuple[str, ...] = ("real", "synthetic")
 
 
 # ----------------------------------------------------------------------------- stage configs
-def stage_config(cfg: DictConfig, data_template: Mapping[str, Any], overrides: Sequence[str], output_dir: Path,
-                 data: Mapping[str, Any] | None = None, seed: int | None = None) -> DictConfig:
+def stage_config(
+    cfg: DictConfig,
+    data_template: Mapping[str, Any],
+    overrides: Sequence[str],
+    output_dir: Path,
+    data: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+) -> DictConfig:
     """The config of one training stage: ``conf/train.yaml`` composed with ``overrides``, and the pipeline's data.
 
     The stage's data node is ``data_template`` (the pipeline's ``data``, unresolved: its
@@ -63,8 +69,12 @@ def stage_config(cfg: DictConfig, data_template: Mapping[str, Any], overrides: S
     """
     from medvision.utils.config import compose, resolved_container
 
-    common = [f"paths.root_dir={cfg.paths.root_dir}", f"print_config={str(bool(cfg.print_config)).lower()}",
-              f"seed={cfg.seed if seed is None else seed}", "~experiment"]
+    common = [
+        f"paths.root_dir={cfg.paths.root_dir}",
+        f"print_config={str(bool(cfg.print_config)).lower()}",
+        f"seed={cfg.seed if seed is None else seed}",
+        "~experiment",
+    ]
     stage = compose([*common, *overrides], config_name="train", output_dir=output_dir)
     OmegaConf.set_struct(stage, False)
     stage.data = OmegaConf.merge(OmegaConf.create(dict(data_template)), OmegaConf.create(dict(data or {})))
@@ -121,11 +131,20 @@ def compare(real: Sequence[float], synthetic: Sequence[float]) -> dict[str, Any]
         verdict = "helped" if diff > spread else "hurt" if diff < -spread else "no clear effect"
         with warnings.catch_warnings():  # nearly equal values: scipy warns of precision loss, the p-value stands
             warnings.simplefilter("ignore", RuntimeWarning)
-            p = float(stats.ttest_ind(synthetic, real, equal_var=False).pvalue) if (std_r > 0 or std_s > 0) else float("nan")
-    return {"real": {"mean": mean_r, "std": std_r, "values": list(real)},
-            "synthetic": {"mean": mean_s, "std": std_s, "values": list(synthetic)},
-            "difference": diff, "spread": spread, "exceeds_spread": bool(abs(diff) > spread) and len(real) > 1,
-            "verdict": verdict, "p_welch": p}
+            p = (
+                float(stats.ttest_ind(synthetic, real, equal_var=False).pvalue)
+                if (std_r > 0 or std_s > 0)
+                else float("nan")
+            )
+    return {
+        "real": {"mean": mean_r, "std": std_r, "values": list(real)},
+        "synthetic": {"mean": mean_s, "std": std_s, "values": list(synthetic)},
+        "difference": diff,
+        "spread": spread,
+        "exceeds_spread": bool(abs(diff) > spread) and len(real) > 1,
+        "verdict": verdict,
+        "p_welch": p,
+    }
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -144,9 +163,11 @@ def _minority(cfg: DictConfig, label_names: Sequence[str]) -> list[int]:
         return sorted({class_index(c, label_names, "synthetic.classes") for c in classes})
     imbalance = cfg.data.get("imbalance")
     if not imbalance:
-        raise MedvisionError("the pipeline does not know which class to augment: neither synthetic.classes nor "
-                             "data.imbalance is set", fix="set data.imbalance={class: 1, keep: 0.1, seed: 0} "
-                             "(or synthetic.classes=[1] for a task that is imbalanced already)")
+        raise MedvisionError(
+            "the pipeline does not know which class to augment: neither synthetic.classes nor data.imbalance is set",
+            fix="set data.imbalance={class: 1, keep: 0.1, seed: 0} "
+            "(or synthetic.classes=[1] for a task that is imbalanced already)",
+        )
     return [class_index(imbalance["class"], label_names, "data.imbalance.class")]
 
 
@@ -163,8 +184,14 @@ def _generate(cfg: DictConfig, out: Path, ckpt: Path, n_per_class: int) -> Path:
         Console().print(f"[bold]generate[/]: store written before, reusing {folder}")
         return folder
     Console().rule("[bold]generate")
-    overrides = [f"paths.root_dir={cfg.paths.root_dir}", f"ckpt_path={ckpt}", f"n_per_class={n_per_class}",
-                 f"seed={cfg.generate.seed}", f"output_dir={folder}", *cfg.generate.overrides]
+    overrides = [
+        f"paths.root_dir={cfg.paths.root_dir}",
+        f"ckpt_path={ckpt}",
+        f"n_per_class={n_per_class}",
+        f"seed={cfg.generate.seed}",
+        f"output_dir={folder}",
+        *cfg.generate.overrides,
+    ]
     stage = compose(overrides, config_name="generate", output_dir=folder)
     return Path(generate(OmegaConf.create(resolved_container(stage))))
 
@@ -178,24 +205,31 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
     from rich.console import Console
 
+    from medvision.utils.io import atomic_write_json
+    from medvision.utils.names import safe_name
     from medvision.utils.runs import json_safe
     from medvision.workflows.gan_report import QUALITY, RESULTS, print_results, store_quality
-    from medvision.utils.names import safe_name
-    from medvision.utils.io import atomic_write_json
 
     data_template = OmegaConf.to_container(cfg.data, resolve=False)
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # free of the Hydra state stages change
     out = Path(cfg.paths.output_dir).resolve()
     if (out / RESULTS).is_file():
-        raise MedvisionError(f"{out} already holds a finished gan_augment pipeline ({RESULTS}); it is not overwritten",
-                             fix="leave hydra.run.dir to its default (a new folder per run) or pick a new one")
+        raise MedvisionError(
+            f"{out} already holds a finished gan_augment pipeline ({RESULTS}); it is not overwritten",
+            fix="leave hydra.run.dir to its default (a new folder per run) or pick a new one",
+        )
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:
         raise MedvisionError("seeds=[]: the classifier arms need at least one seed", fix="seeds=[0,1,2]")
     config = OmegaConf.to_container(cfg)
-    if (out / CONFIG).is_file() and json.loads((out / CONFIG).read_text(encoding="utf-8")) != json.loads(json.dumps(config)):
-        raise MedvisionError(f"{out} holds an unfinished gan_augment pipeline of another config ({out / CONFIG}); "
-                             "its stages would not be comparable", fix="continue it with the same overrides, or pick a new folder")
+    if (out / CONFIG).is_file() and json.loads((out / CONFIG).read_text(encoding="utf-8")) != json.loads(
+        json.dumps(config)
+    ):
+        raise MedvisionError(
+            f"{out} holds an unfinished gan_augment pipeline of another config ({out / CONFIG}); "
+            "its stages would not be comparable",
+            fix="continue it with the same overrides, or pick a new folder",
+        )
     atomic_write_json(out / CONFIG, config)
 
     # 1. the GAN on the imbalanced training split
@@ -203,7 +237,9 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(gan_stage.data)
     composition = datamodule.training_split()
     if composition is None:
-        raise MedvisionError("gan_augment needs a single-label task (binary or multi-class)", fix="choose another data set")
+        raise MedvisionError(
+            "gan_augment needs a single-label task (binary or multi-class)", fix="choose another data set"
+        )
     label_names = list(datamodule.label_names)
     augmented = _minority(cfg, label_names)
     counts = composition.counts()
@@ -212,7 +248,7 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
 
     # 2. samples of every class; of the augmented ones at least what synthetic.ratio needs
     ratio = float(cfg.synthetic.ratio)
-    needed = max(int(round(ratio * counts["real"][label_names[c]])) for c in augmented)
+    needed = max(round(ratio * counts["real"][label_names[c]]) for c in augmented)
     n_per_class = max(int(cfg.generate.n_per_class or 0), needed, 1)
     store = _generate(cfg, out, ckpt, n_per_class)
 
@@ -223,8 +259,14 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
         for arm in ARMS:
             data = dict(cfg.classifier.get("data") or {})
             data["synthetic"] = mix if arm == "synthetic" else None
-            stage = stage_config(cfg, data_template, _overrides(cfg.classifier), out / "classifier" / arm / f"seed_{seed}",
-                                 data=data, seed=seed)
+            stage = stage_config(
+                cfg,
+                data_template,
+                _overrides(cfg.classifier),
+                out / "classifier" / arm / f"seed_{seed}",
+                data=data,
+                seed=seed,
+            )
             metrics[arm].append(run_stage(stage, f"classifier, {arm} data, seed {seed}"))
 
     # 4. GAN quality in the feature space of the first real-data classifier
@@ -245,14 +287,23 @@ def gan_augment(cfg: DictConfig) -> dict[str, Any]:
     comparison = {}
     for short, key in keys.items():
         if any(key not in m for arm in ARMS for m in metrics[arm]):
-            raise MedvisionError(f"the classifier runs did not log {key}", fix="keep model=classifier in classifier.overrides")
+            raise MedvisionError(
+                f"the classifier runs did not log {key}", fix="keep model=classifier in classifier.overrides"
+            )
         comparison[short] = compare([m[key] for m in metrics["real"]], [m[key] for m in metrics["synthetic"]])
     results = {
-        "output_dir": str(out), "classes": label_names, "augmented": names, "seeds": seeds, "ratio": ratio,
+        "output_dir": str(out),
+        "classes": label_names,
+        "augmented": names,
+        "seeds": seeds,
+        "ratio": ratio,
         "imbalance": cfg.data.get("imbalance") and OmegaConf.to_container(cfg.data.imbalance),
-        "train_counts": counts, "store": str(store), "n_per_class": n_per_class,
+        "train_counts": counts,
+        "store": str(store),
+        "n_per_class": n_per_class,
         "gan": {"checkpoint": str(ckpt), "metrics": gan_metrics},
-        "metrics": comparison, "quality": quality,
+        "metrics": comparison,
+        "quality": quality,
         "runs": {arm: [str(out / "classifier" / arm / f"seed_{s}") for s in seeds] for arm in ARMS},
     }
     atomic_write_json(out / RESULTS, json_safe(results))

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from medvision.augment.store import SyntheticStore, read_store
-from medvision.utils.names import safe_name
 from medvision.metrics.generative import class_agreement, features, frechet_distance, knn_precision_recall
 from medvision.utils.errors import MedvisionError
+from medvision.utils.names import safe_name
 
 FeatureSource = str | os.PathLike[str] | nn.Module
 
@@ -40,7 +40,7 @@ def _module(classifier: FeatureSource) -> nn.Module:
 def _samples(images: np.ndarray, labels: np.ndarray) -> list[dict[str, torch.Tensor]]:
     """``{"image", "label"}`` samples of model-input-space arrays (what ``ClassifierModule`` takes)."""
     images, labels = np.asarray(images, dtype=np.float32), np.asarray(labels, dtype=np.int64).reshape(-1)
-    return [{"image": torch.from_numpy(x), "label": torch.tensor(y)} for x, y in zip(images, labels)]
+    return [{"image": torch.from_numpy(x), "label": torch.tensor(y)} for x, y in zip(images, labels, strict=False)]
 
 
 def fit_and_test(
@@ -77,20 +77,34 @@ def fit_and_test(
     from medvision.models.losses import ClassificationLoss
     from medvision.models.nets.classifiers import resnet
 
-    images, labels = train
+    images, _labels = train
     spatial_dims = np.asarray(images).ndim - 2
     task = "binary" if len(class_names) == 2 else "multiclass"
-    loaders = [torch.utils.data.DataLoader(_samples(*pair), batch_size=batch_size, shuffle=shuffle)
-               for pair, shuffle in ((train, True), (test, False))]
+    loaders = [
+        torch.utils.data.DataLoader(_samples(*pair), batch_size=batch_size, shuffle=shuffle)
+        for pair, shuffle in ((train, True), (test, False))
+    ]
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(seed)
         module = ClassifierModule(
             net=net or partial(resnet, depth=10, spatial_dims=spatial_dims),
-            loss=ClassificationLoss, optimizer=partial(torch.optim.Adam, lr=lr), scheduler=None,
-            label_names=list(class_names), task=task, in_channels=int(np.asarray(images).shape[1]), spatial_dims=spatial_dims,
+            loss=ClassificationLoss,
+            optimizer=partial(torch.optim.Adam, lr=lr),
+            scheduler=None,
+            label_names=list(class_names),
+            task=task,
+            in_channels=int(np.asarray(images).shape[1]),
+            spatial_dims=spatial_dims,
         )
-        trainer = pl.Trainer(max_epochs=epochs, devices=1, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp)
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp,
+        )
         trainer.fit(module, train_dataloaders=loaders[0])
         result = trainer.test(module, dataloaders=loaders[1], verbose=False)[0]
     return {f"{prefix}/{key}": float(result[f"test/{key}"]) for key in ("acc", "balanced_acc", "auc")}
@@ -122,8 +136,10 @@ def real_arrays(datamodule: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
         ``(images (N, C, *spatial) float32, labels (N,) int64)``.
     """
     if not hasattr(datamodule, "dataset"):
-        raise MedvisionError(f"{type(datamodule).__name__} has no dataset(split) method",
-                             fix="use a classification DataModule (data=medmnist, data=dicom_modality, ...)")
+        raise MedvisionError(
+            f"{type(datamodule).__name__} has no dataset(split) method",
+            fix="use a classification DataModule (data=medmnist, data=dicom_modality, ...)",
+        )
     from medvision.models.base import plain
 
     dataset = datamodule.dataset(split, train=False)
@@ -164,8 +180,11 @@ def gan_quality(
     module = _module(classifier)
     real_images, real_labels = np.asarray(real[0]), np.asarray(real[1]).reshape(-1)
     if tuple(real_images.shape[1:]) != tuple(synth.images.shape[1:]):
-        raise MedvisionError(f"real images {list(real_images.shape[1:])} and synthetic {list(synth.images.shape[1:])} "
-                             f"({synth.path}) differ in shape", fix="compare the store with the data its GAN was trained on")
+        raise MedvisionError(
+            f"real images {list(real_images.shape[1:])} and synthetic {list(synth.images.shape[1:])} "
+            f"({synth.path}) differ in shape",
+            fix="compare the store with the data its GAN was trained on",
+        )
     f_real, f_fake = features(module, real_images), features(module, synth.images)
     out: dict[str, float] = {"n_real": float(len(real_labels)), "n_synthetic": float(len(synth))}
     out["fd"] = frechet_distance(f_real, f_fake)

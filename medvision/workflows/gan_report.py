@@ -13,24 +13,32 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from medvision.utils.errors import MedvisionError
-from medvision.utils.runs import as_float, json_safe
+from medvision.utils.runs import as_float
 
 #: what a gan_augment pipeline folder holds: its answer and the GAN's quality
 RESULTS = "gan_augment.json"
 QUALITY = "quality.json"
 #: quality figures shown first, in this order (then the per-class ones)
-HEADLINE: tuple[str, ...] = ("fd", "precision", "recall", "agreement", "tstr/acc", "tstr/balanced_acc",
-                             "trtr/acc", "trtr/balanced_acc", "n_real", "n_synthetic")
+HEADLINE: tuple[str, ...] = (
+    "fd",
+    "precision",
+    "recall",
+    "agreement",
+    "tstr/acc",
+    "tstr/balanced_acc",
+    "trtr/acc",
+    "trtr/balanced_acc",
+    "n_real",
+    "n_synthetic",
+)
 
 
 def _number(value: Any) -> float:
@@ -46,10 +54,14 @@ def print_quality(quality: Mapping[str, Any], title: str = "GAN quality") -> Non
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("meaning")
-    meaning = {"fd": "Fréchet distance, classifier features (lower = closer to real)",
-               "precision": "synthetic inside the real manifold (k-NN)", "recall": "real inside the synthetic manifold (k-NN)",
-               "agreement": "synthetic recognised as their class by the real-data classifier",
-               "tstr/acc": "train on synthetic, test on real", "trtr/acc": "train on real, test on real (reference)"}
+    meaning = {
+        "fd": "Fréchet distance, classifier features (lower = closer to real)",
+        "precision": "synthetic inside the real manifold (k-NN)",
+        "recall": "real inside the synthetic manifold (k-NN)",
+        "agreement": "synthetic recognised as their class by the real-data classifier",
+        "tstr/acc": "train on synthetic, test on real",
+        "trtr/acc": "train on real, test on real (reference)",
+    }
     keys = [k for k in HEADLINE if k in quality] + sorted(k for k in quality if k not in HEADLINE)
     for key in keys:
         value = _number(quality[key])
@@ -71,25 +83,41 @@ def print_results(results: Mapping[str, Any]) -> None:
     from rich.table import Table
 
     seeds = results.get("seeds", [])
-    title = (f"GAN augmentation of {', '.join(results.get('augmented', []))}: "
-             f"real vs real + synthetic (ratio {results.get('ratio')}), {len(seeds)} seeds")
+    title = (
+        f"GAN augmentation of {', '.join(results.get('augmented', []))}: "
+        f"real vs real + synthetic (ratio {results.get('ratio')}), {len(seeds)} seeds"
+    )
     table = Table(title=title)
     for column in ("test metric", "real only", "real + synthetic", "difference", "spread", "p (Welch)", "verdict"):
         table.add_column(column, justify="left" if column in ("test metric", "verdict") else "right")
     for name, row in results.get("metrics", {}).items():
+
         def arm(a: str, row: Mapping[str, Any] = row) -> str:
             return f"{_number(row[a]['mean']):.4f} ± {_number(row[a]['std']):.4f}"
 
-        table.add_row(name, arm("real"), arm("synthetic"), f"{_number(row['difference']):+.4f}",
-                      f"{_number(row['spread']):.4f}", f"{_number(row['p_welch']):.3f}", str(row["verdict"]))
+        table.add_row(
+            name,
+            arm("real"),
+            arm("synthetic"),
+            f"{_number(row['difference']):+.4f}",
+            f"{_number(row['spread']):.4f}",
+            f"{_number(row['p_welch']):.3f}",
+            str(row["verdict"]),
+        )
     console = _console()
     console.print(table)
     counts = results.get("train_counts") or {}
     if counts:
-        console.print("training split per class (original -> real kept): " + ", ".join(
-            f"{name} {counts['original'][name]} -> {counts['real'][name]}" for name in counts.get("real", {})))
-    console.print("mean ± std over seeds; spread = the larger std; verdict: the difference exceeds the spread "
-                  "(helped / hurt) or not (no clear effect)")
+        console.print(
+            "training split per class (original -> real kept): "
+            + ", ".join(
+                f"{name} {counts['original'][name]} -> {counts['real'][name]}" for name in counts.get("real", {})
+            )
+        )
+    console.print(
+        "mean ± std over seeds; spread = the larger std; verdict: the difference exceeds the spread "
+        "(helped / hurt) or not (no clear effect)"
+    )
     if results.get("quality"):
         print_quality(results["quality"])
 
@@ -126,8 +154,10 @@ def store_quality(
     if data is None:
         ckpt = synth.manifest.get("generator_checkpoint")
         if not ckpt:
-            raise MedvisionError(f"{store}: the manifest names no generator checkpoint, so its real data are unknown",
-                                 fix="use a store written by medvision-generate")
+            raise MedvisionError(
+                f"{store}: the manifest names no generator checkpoint, so its real data are unknown",
+                fix="use a store written by medvision-generate",
+            )
         data = config_from_checkpoint(ckpt).data
     datamodule = instantiate(data)
     real, test = real_arrays(datamodule, "train"), real_arrays(datamodule, "test")
@@ -135,17 +165,26 @@ def store_quality(
     channels = int(module.hparams.get("in_channels", real[0].shape[1]))
     if channels != real[0].shape[1] or channels != synth.images.shape[1]:
         if channels != 3 or real[0].shape[1] != 1 or synth.images.shape[1] != 1:
-            raise MedvisionError(f"the classifier {classifier} takes {channels} channels, the store {store} has "
-                                 f"{synth.images.shape[1]} and its real data {real[0].shape[1]}",
-                                 fix="use a classifier trained on the same data as the GAN")
+            raise MedvisionError(
+                f"the classifier {classifier} takes {channels} channels, the store {store} has "
+                f"{synth.images.shape[1]} and its real data {real[0].shape[1]}",
+                fix="use a classifier trained on the same data as the GAN",
+            )
         synth.images = np.repeat(synth.images, 3, axis=1)
         real, test = (np.repeat(real[0], 3, axis=1), real[1]), (np.repeat(test[0], 3, axis=1), test[1])
-    return gan_quality(synth, real, module, real_test=test if tstr is not None else None, k=k,
-                       tstr=dict(tstr) if tstr is not None else None)
+    return gan_quality(
+        synth,
+        real,
+        module,
+        real_test=test if tstr is not None else None,
+        k=k,
+        tstr=dict(tstr) if tstr is not None else None,
+    )
 
 
-def report(path: str | os.PathLike[str], classifier: str | None = None, tstr_epochs: int | None = None,
-           k: int = 3) -> dict[str, Any]:
+def report(
+    path: str | os.PathLike[str], classifier: str | None = None, tstr_epochs: int | None = None, k: int = 3
+) -> dict[str, Any]:
     """The figures of a pipeline folder, or of a store (measured now), printed.
 
     Args:
@@ -171,10 +210,14 @@ def report(path: str | os.PathLike[str], classifier: str | None = None, tstr_epo
             print_quality(quality, title=f"GAN quality of {folder} (measured by the pipeline: {measured})")
             return quality
         if not classifier:
-            raise MedvisionError(f"{folder} is a synthetic store; measuring it needs a classifier trained on the same data",
-                                 fix=f"medvision-gan-report {folder} --classifier <run dir>/checkpoints/best.ckpt")
+            raise MedvisionError(
+                f"{folder} is a synthetic store; measuring it needs a classifier trained on the same data",
+                fix=f"medvision-gan-report {folder} --classifier <run dir>/checkpoints/best.ckpt",
+            )
         quality = store_quality(folder, classifier, k=k, tstr={"epochs": tstr_epochs} if tstr_epochs else None)
         print_quality(quality, title=f"GAN quality of {folder}")
         return quality
-    raise MedvisionError(f"{folder} is neither a gan_augment pipeline folder ({RESULTS}) nor a synthetic store ({MANIFEST})",
-                         fix="pass the folder printed by medvision-gan-augment or written by medvision-generate")
+    raise MedvisionError(
+        f"{folder} is neither a gan_augment pipeline folder ({RESULTS}) nor a synthetic store ({MANIFEST})",
+        fix="pass the folder printed by medvision-gan-augment or written by medvision-generate",
+    )

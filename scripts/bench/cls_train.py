@@ -47,10 +47,20 @@ def write_npz(root: Path, n_train: int, seed: int = 0) -> Path:
 
 def medvision_side(ctx: harness.Context, root: Path, s: dict[str, Any]) -> dict[str, Any]:
     """One medvision run of the MedMNIST experiment; its timer JSON."""
-    overrides = ["experiment=medmnist/resnet18_28", f"data.root={root}", "data.cache=memory",
-                 f"data.batch_size={s['batch']}", f"model.net.depth={s['depth']}", "callbacks.gradcam=null",
-                 "model.net.conv1_t_size=7", "model.net.conv1_t_stride=2", "model.net.no_max_pool=false",
-                 f"++trainer.max_steps={s['steps']}", "++trainer.limit_val_batches=0", "test=false"]
+    overrides = [
+        "experiment=medmnist/resnet18_28",
+        f"data.root={root}",
+        "data.cache=memory",
+        f"data.batch_size={s['batch']}",
+        f"model.net.depth={s['depth']}",
+        "callbacks.gradcam=null",
+        "model.net.conv1_t_size=7",
+        "model.net.conv1_t_stride=2",
+        "model.net.no_max_pool=false",
+        f"++trainer.max_steps={s['steps']}",
+        "++trainer.limit_val_batches=0",
+        "test=false",
+    ]
     return harness.medvision_run(ctx, overrides, "cls_train", s["warmup"], monitor="val/auc")
 
 
@@ -65,13 +75,20 @@ def plain_side(root: Path, s: dict[str, Any], seed: int = 42) -> dict[str, float
     set_determinism(seed)
     with np.load(root / "pathmnist.npz") as archive:
         images, labels = archive["train_images"], archive["train_labels"]
-    data = [{"image": np.moveaxis(img, -1, 0).astype(np.float32), "label": lab.astype(np.int64)}
-            for img, lab in zip(images, labels)]
-    transform = Compose([ScaleIntensityRanged(["image"], a_min=0.0, a_max=255.0, b_min=-1.0, b_max=1.0),
-                         EnsureTyped(["image"], track_meta=False)])
+    data = [
+        {"image": np.moveaxis(img, -1, 0).astype(np.float32), "label": lab.astype(np.int64)}
+        for img, lab in zip(images, labels, strict=False)
+    ]
+    transform = Compose(
+        [
+            ScaleIntensityRanged(["image"], a_min=0.0, a_max=255.0, b_min=-1.0, b_max=1.0),
+            EnsureTyped(["image"], track_meta=False),
+        ]
+    )
     loader = DataLoader(CacheDataset(data, transform, progress=False), batch_size=s["batch"], shuffle=True)
-    net = getattr(nets, f"resnet{s['depth']}")(spatial_dims=2, n_input_channels=3, num_classes=CLASSES,
-                                                 conv1_t_size=7, conv1_t_stride=2, no_max_pool=False)
+    net = getattr(nets, f"resnet{s['depth']}")(
+        spatial_dims=2, n_input_channels=3, num_classes=CLASSES, conv1_t_size=7, conv1_t_stride=2, no_max_pool=False
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     starts, ends, sizes = [], [], []
@@ -104,9 +121,20 @@ def run(ctx: harness.Context) -> list[dict[str, Any]]:
         return {"images_per_s": result["throughput"], "steps": result["steps"]}
 
     results = harness.alternate({"medvision": medvision, "plain": lambda i: plain_side(root, s)}, ctx.repeats, ctx.log)
-    note = (f"PathMNIST-format arrays (28x28 RGB, {n_train} training images: one epoch), ResNet-{s['depth']} (standard "
-            f"7x7/2 stem + max-pool), batch {s['batch']}, Adam, {s['steps']} steps, the first {s['warmup']} not timed; medvision: "
-            "`experiment=medmnist/resnet18_28 data.cache=memory callbacks.gradcam=null`, validation off")
-    return [harness.compare_row("2", "Training throughput, 2D classification 28x28", "images/s",
-                                harness.column(results["medvision"], "images_per_s"),
-                                harness.column(results["plain"], "images_per_s"), goal=0.95, note=note)]
+    note = (
+        f"PathMNIST-format arrays (28x28 RGB, {n_train} training images: one epoch), ResNet-{s['depth']} (standard "
+        f"7x7/2 stem + max-pool), batch {s['batch']}, Adam, {s['steps']} steps, the first {s['warmup']} not timed; "
+        "medvision: "
+        "`experiment=medmnist/resnet18_28 data.cache=memory callbacks.gradcam=null`, validation off"
+    )
+    return [
+        harness.compare_row(
+            "2",
+            "Training throughput, 2D classification 28x28",
+            "images/s",
+            harness.column(results["medvision"], "images_per_s"),
+            harness.column(results["plain"], "images_per_s"),
+            goal=0.95,
+            note=note,
+        )
+    ]

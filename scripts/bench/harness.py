@@ -13,6 +13,7 @@ count; the table shows medians, the ratio of the medians and every single figure
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -43,8 +44,8 @@ class Context:
         size: ``tiny`` (the CI smoke: every code path once, seconds) or ``full``.
         repeats: A-B pairs per comparison.
         threads: torch intra-op threads of every process (``torch.set_num_threads``).
-        workdir: ``paths.root_dir`` of the medvision runs (``MEDVISION_HOME`` of subprocesses; data are prepared here once)
-            and scratch space of the plain side.
+        workdir: ``paths.root_dir`` of the medvision runs (``MEDVISION_HOME`` of subprocesses; data are prepared
+            here once) and scratch space of the plain side.
         log: where progress lines go.
     """
 
@@ -111,10 +112,8 @@ def machine_facts(threads: int) -> dict[str, Any]:
     except (ValueError, OSError):
         mem_gb = float("nan")
     flags = ""
-    try:
+    with contextlib.suppress(OSError):
         flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        pass
     return {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "cpu": cpu,
@@ -131,8 +130,9 @@ def machine_facts(threads: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ measuring
-def alternate(sides: dict[str, Callable[[int], dict[str, float]]], repeats: int,
-              log: Callable[[str], None] = print) -> dict[str, list[dict[str, float]]]:
+def alternate(
+    sides: dict[str, Callable[[int], dict[str, float]]], repeats: int, log: Callable[[str], None] = print
+) -> dict[str, list[dict[str, float]]]:
     """Run the sides in alternating rounds, each call getting its round number.
 
     Odd rounds run the sides in reverse order (A B, B A, A B, ...), so that neither side
@@ -146,7 +146,10 @@ def alternate(sides: dict[str, Callable[[int], dict[str, float]]], repeats: int,
         order = list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]
         for name, fn in order:
             result = fn(i)
-            log(f"    {name} #{i}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float))))
+            log(
+                f"    {name} #{i}: "
+                + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float)))
+            )
             out[name].append(result)
     return out
 
@@ -188,9 +191,19 @@ def _fmt(v: Any) -> str:
     return f"{v:.2e}"
 
 
-def compare_row(bench: str, title: str, unit: str, medvision: Sequence[float], plain: Sequence[float],
-                goal: float | None, *, higher_is_better: bool = True, sides: tuple[str, str] = ("medvision", "plain"),
-                note: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def compare_row(
+    bench: str,
+    title: str,
+    unit: str,
+    medvision: Sequence[float],
+    plain: Sequence[float],
+    goal: float | None,
+    *,
+    higher_is_better: bool = True,
+    sides: tuple[str, str] = ("medvision", "plain"),
+    note: str = "",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A row comparing two sides: medians, the ratio ``a / b`` of the medians, the goal on it.
 
     Args:
@@ -211,14 +224,35 @@ def compare_row(bench: str, title: str, unit: str, medvision: Sequence[float], p
     if goal is not None:
         met = bool(ratio >= goal) if higher_is_better else bool(ratio <= goal)
         goal_text = f"{sides[0]}/{sides[1]} {'>=' if higher_is_better else '<='} {goal:g}"
-    return {"bench": bench, "title": title, "unit": unit, "a_name": sides[0], "b_name": sides[1],
-            "a": a, "b": b, "ratio": ratio, "goal": goal_text, "met": met,
-            "a_runs": [float(v) for v in medvision], "b_runs": [float(v) for v in plain], "note": note,
-            "extra": extra or {}}
+    return {
+        "bench": bench,
+        "title": title,
+        "unit": unit,
+        "a_name": sides[0],
+        "b_name": sides[1],
+        "a": a,
+        "b": b,
+        "ratio": ratio,
+        "goal": goal_text,
+        "met": met,
+        "a_runs": [float(v) for v in medvision],
+        "b_runs": [float(v) for v in plain],
+        "note": note,
+        "extra": extra or {},
+    }
 
 
-def value_row(bench: str, title: str, unit: str, values: Sequence[float], goal: float | None = None, *,
-              higher_is_better: bool = False, inclusive: bool = False, note: str = "") -> dict[str, Any]:
+def value_row(
+    bench: str,
+    title: str,
+    unit: str,
+    values: Sequence[float],
+    goal: float | None = None,
+    *,
+    higher_is_better: bool = False,
+    inclusive: bool = False,
+    note: str = "",
+) -> dict[str, Any]:
     """A row of one figure (median of ``values``) with an optional bound ``goal`` on it.
 
     Args:
@@ -234,9 +268,21 @@ def value_row(bench: str, title: str, unit: str, values: Sequence[float], goal: 
         else:
             met, sign = (bool(value <= goal), "<=") if inclusive else (bool(value < goal), "<")
         goal_text = f"{sign} {goal:g} {unit}"
-    return {"bench": bench, "title": title, "unit": unit, "a_name": "medvision", "b_name": "",
-            "a": value, "b": None, "ratio": None, "goal": goal_text, "met": met,
-            "a_runs": [float(v) for v in values], "b_runs": [], "note": note}
+    return {
+        "bench": bench,
+        "title": title,
+        "unit": unit,
+        "a_name": "medvision",
+        "b_name": "",
+        "a": value,
+        "b": None,
+        "ratio": None,
+        "goal": goal_text,
+        "met": met,
+        "a_runs": [float(v) for v in values],
+        "b_runs": [],
+        "note": note,
+    }
 
 
 def reset_peak_rss() -> bool:
@@ -283,13 +329,21 @@ def run_json(cmd: Sequence[str], env: dict[str, str], timeout: float, cwd: Path 
         RuntimeError: the process failed or printed no result (its output tail is in the message).
     """
     t0 = time.perf_counter()
-    proc = subprocess.run(list(cmd), env=env, cwd=cwd or REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        list(cmd),
+        env=env,
+        cwd=cwd or REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}")
-    result = json.loads(lines[-1][len(MARKER):])
+    result = json.loads(lines[-1][len(MARKER) :])
     result["process_wall_s"] = wall
     return result
 
@@ -297,8 +351,16 @@ def run_json(cmd: Sequence[str], env: dict[str, str], timeout: float, cwd: Path 
 def run_json_free(cmd: Sequence[str], env: dict[str, str], timeout: float = 900, cwd: Path | None = None) -> float:
     """Run a subprocess that must exit 0 (its results go to files); return its wall time."""
     t0 = time.perf_counter()
-    proc = subprocess.run(list(cmd), env=env, cwd=cwd or REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        list(cmd),
+        env=env,
+        cwd=cwd or REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}")
     return time.perf_counter() - t0
@@ -319,8 +381,11 @@ def compose(ctx: Context, overrides: Sequence[str], name: str) -> Any:
 
 def timer_overrides(out: Path, warmup: int, **kwargs: Any) -> list[str]:
     """Hydra overrides adding :class:`StepTimer` (writing ``out``) to a run's callbacks."""
-    items = ["+callbacks.bench_timer._target_=harness.StepTimer", f"+callbacks.bench_timer.out={out}",
-             f"+callbacks.bench_timer.warmup={warmup}"]
+    items = [
+        "+callbacks.bench_timer._target_=harness.StepTimer",
+        f"+callbacks.bench_timer.out={out}",
+        f"+callbacks.bench_timer.warmup={warmup}",
+    ]
     items += [f"+callbacks.bench_timer.{k}={v}" for k, v in kwargs.items() if v is not None]
     return items
 
@@ -351,8 +416,10 @@ def mni_splits(ctx: Context) -> dict[str, list[dict[str, Any]]]:
 
         cfg = compose(ctx, [], "splits")
         datamodule = instantiate(cfg.data, audit=False)
-        _SPLITS[key] = {name: [{"image": r["image"], "label": r["label"]} for r in records]
-                        for name, records in datamodule.splits.items()}
+        _SPLITS[key] = {
+            name: [{"image": r["image"], "label": r["label"]} for r in records]
+            for name, records in datamodule.splits.items()
+        }
     return _SPLITS[key]
 
 
@@ -384,10 +451,22 @@ class StepTimer(_Callback):  # type: ignore[misc,valid-type]
         monitor: the validation metric recorded (and compared with ``stop_dice``).
     """
 
-    def __init__(self, out: str, warmup: int = 1, stop_dice: float | None = None, time_limit: float | None = None,
-                 monitor: str = "val/dice_mean") -> None:
+    def __init__(
+        self,
+        out: str,
+        warmup: int = 1,
+        stop_dice: float | None = None,
+        time_limit: float | None = None,
+        monitor: str = "val/dice_mean",
+    ) -> None:
         super().__init__()
-        self.out, self.warmup, self.stop_dice, self.time_limit, self.monitor = out, warmup, stop_dice, time_limit, monitor
+        self.out, self.warmup, self.stop_dice, self.time_limit, self.monitor = (
+            out,
+            warmup,
+            stop_dice,
+            time_limit,
+            monitor,
+        )
         self.starts: list[float] = []
         self.ends: list[float] = []
         self.sizes: list[int] = []
@@ -440,8 +519,8 @@ class StepTimer(_Callback):  # type: ignore[misc,valid-type]
             "train_clock_s": self.clock(),
             "val_time_s": self.val_time,
             "val_points": self.val_points,
-            "step_s": [e - b for b, e in zip(self.starts, self.ends)],
-            "gap_s": [b - e for e, b in zip(self.ends, self.starts[1:])],
+            "step_s": [e - b for b, e in zip(self.starts, self.ends, strict=False)],
+            "gap_s": [b - e for e, b in zip(self.ends, self.starts[1:], strict=False)],
             "fetch_s": list(durations.get("[_TrainingEpochLoop].train_dataloader_next", [])),
             "epoch_s": list(durations.get("run_training_epoch", [])),
             "batch_s": list(durations.get("run_training_batch", [])),
@@ -473,11 +552,13 @@ def markdown(facts: dict[str, Any], rows: Sequence[dict[str, Any]], command: str
         "the ratio is median(A) / median(B), every single figure is in the last column.",
         "",
         f"- command: `{command}`",
-        f"- size: {facts.get('size')}, repeats: {facts.get('repeats')}, torch threads per process: {facts['torch_threads']}",
+        f"- size: {facts.get('size')}, repeats: {facts.get('repeats')}, "
+        f"torch threads per process: {facts['torch_threads']}",
         f"- machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gb']} GiB, bf16 hardware: "
         f"{facts['bf16_hardware']}; load average (1 min) at start {facts['load_average_1min']:.2f}, "
         f"at end {facts.get('load_average_end', float('nan')):.2f}",
-        f"- software: Python {facts['python']}, torch {facts['torch']}, MONAI {facts['monai']}, Lightning {facts['lightning']}",
+        f"- software: Python {facts['python']}, torch {facts['torch']}, MONAI {facts['monai']}, "
+        f"Lightning {facts['lightning']}",
         f"- date (UTC): {facts['date_utc']}; suite wall time {elapsed_s / 60:.1f} min"
         + (f"; {facts['merged']}" if facts.get("merged") else ""),
         "",
@@ -489,8 +570,10 @@ def markdown(facts: dict[str, Any], rows: Sequence[dict[str, Any]], command: str
         runs = " ".join(_fmt(v) for v in r["a_runs"])
         if r["b_runs"]:
             runs += " / " + " ".join(_fmt(v) for v in r["b_runs"])
-        lines.append(f"| {r['bench']} | {r['title']} | {r['unit']} | {r['a_name']} | {_cell(r['a'])} | {r['b_name']} | "
-                     f"{_cell(r['b'])} | {_cell(r['ratio'])} | {r['goal']} | {met} | {runs} |")
+        lines.append(
+            f"| {r['bench']} | {r['title']} | {r['unit']} | {r['a_name']} | {_cell(r['a'])} | {r['b_name']} | "
+            f"{_cell(r['b'])} | {_cell(r['ratio'])} | {r['goal']} | {met} | {runs} |"
+        )
     notes = [r for r in rows if r.get("note")]
     if notes:
         lines += ["", "## How each row was measured", ""]
@@ -503,8 +586,14 @@ def markdown(facts: dict[str, Any], rows: Sequence[dict[str, Any]], command: str
     return "\n".join(lines) + "\n"
 
 
-def write_report(facts: dict[str, Any], rows: Sequence[dict[str, Any]], json_path: Path, md_path: Path,
-                 command: str, elapsed_s: float) -> None:
+def write_report(
+    facts: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    json_path: Path,
+    md_path: Path,
+    command: str,
+    elapsed_s: float,
+) -> None:
     """Write the JSON (facts + rows) and the markdown table, each atomically."""
     from medvision.utils.io import atomic_write_json, atomic_write_text
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -47,8 +47,9 @@ def _medvision_calls(ctx: harness.Context, spec: plain.SegSpec) -> dict[str, Cal
 
     # identical work: the default callbacks' test-time extras (overlay pictures, the intensity
     # look-up-table baseline fit on the training blocks) are switched off; the raw side has none
-    cfg = harness.compose(ctx, [*spec.overrides(), "logger=[]", "~callbacks.overlays", "~callbacks.intensity_baseline"],
-                          "inference")
+    cfg = harness.compose(
+        ctx, [*spec.overrides(), "logger=[]", "~callbacks.overlays", "~callbacks.intensity_baseline"], "inference"
+    )
     torch.manual_seed(0)
     datamodule, model, trainer, _ = build(cfg, resolved_container(cfg))
     datamodule.setup("test")  # cache the preprocessed volumes before the clock starts
@@ -129,7 +130,7 @@ def speed_side(ctx: harness.Context, calls: int) -> dict[str, Any]:
         for name in sides:  # one untimed call each (one-time set-up)
             out[f"checksum_{name}_{path}"] = sides[name][path]()
         for k in range(calls):
-            for name in (("medvision", "raw") if k % 2 == 0 else ("raw", "medvision")):
+            for name in ("medvision", "raw") if k % 2 == 0 else ("raw", "medvision"):
                 t0 = time.perf_counter()
                 sides[name][path]()
                 times[name].append(time.perf_counter() - t0)
@@ -146,34 +147,68 @@ def run(ctx: harness.Context) -> list[dict[str, Any]]:
     def fresh(args: list[str]) -> dict[str, Any]:
         if ctx.size == "tiny":  # smoke: in this process is enough to check the paths
             return speed_side(ctx, s["calls"]) if args[0] == "speed" else memory_side(ctx, args[0], s["calls"])
-        cmd = [sys.executable, str(Path(__file__)), "--side", args[0], "--size", ctx.size, "--threads",
-               str(ctx.threads), "--workdir", str(ctx.workdir), "--calls", str(s["calls"])]
+        cmd = [
+            sys.executable,
+            str(Path(__file__)),
+            "--side",
+            args[0],
+            "--size",
+            ctx.size,
+            "--threads",
+            str(ctx.threads),
+            "--workdir",
+            str(ctx.workdir),
+            "--calls",
+            str(s["calls"]),
+        ]
         return harness.run_json(cmd, ctx.env(), timeout=600)
 
     harness.mni_splits(ctx)  # prepare the data once, before the timed processes
     speed = harness.alternate({"interleaved": lambda i: fresh(["speed"])}, ctx.repeats, ctx.log)["interleaved"]
-    memory = harness.alternate({n: (lambda n: lambda i: fresh([n]))(n) for n in SIDES}, ctx.repeats, ctx.log)
-    note = (f"default experiment's test split (2 MNI152 blocks), sliding window {s['spec'].patch[0]}^3, "
-            f"sw_batch_size {s['spec'].sw_batch_size}, overlap {s['spec'].overlap}, gaussian; speed: medvision and raw "
-            f"in one process, {s['calls']} interleaved calls each after one untimed call, median, one process per round; "
-            "memory: each side alone in a fresh process, peak RSS during the calls minus RSS before them; medvision "
-            "without the test-time extras of its default callbacks (overlay pictures, the intensity LUT baseline); "
-            "medvision predict: `SegmenterModule.predict_step` as `medvision-predict` calls it (file reading, inversion "
-            "and writing left out on both sides), test: `Trainer.test`")
+    memory = harness.alternate({n: (lambda side: lambda i: fresh([side]))(n) for n in SIDES}, ctx.repeats, ctx.log)
+    note = (
+        f"default experiment's test split (2 MNI152 blocks), sliding window {s['spec'].patch[0]}^3, "
+        f"sw_batch_size {s['spec'].sw_batch_size}, overlap {s['spec'].overlap}, gaussian; speed: medvision and raw "
+        f"in one process, {s['calls']} interleaved calls each after one untimed call, median, one process per round; "
+        "memory: each side alone in a fresh process, peak RSS during the calls minus RSS before them; medvision "
+        "without the test-time extras of its default callbacks (overlay pictures, the intensity LUT baseline); "
+        "medvision predict: `SegmenterModule.predict_step` as `medvision-predict` calls it (file reading, inversion "
+        "and writing left out on both sides), test: `Trainer.test`"
+    )
     rows = []
     for path in ("predict", "test"):
         # identical work: the same weights and volumes give the same label sum (predict) or Dice (test)
-        same = {"checksum_medvision": [r[f"checksum_medvision_{path}"] for r in speed],
-                "checksum_raw": [r[f"checksum_raw_{path}"] for r in speed]}
+        same = {
+            "checksum_medvision": [r[f"checksum_medvision_{path}"] for r in speed],
+            "checksum_raw": [r[f"checksum_raw_{path}"] for r in speed],
+        }
         # speed = volumes / time, so that the ratio reads like the others (medvision / raw >= 0.98)
-        rows.append(harness.compare_row("4", f"Inference speed, {path} path", "volumes/s",
-                                        [2 / r[f"time_medvision_{path}"] for r in speed],
-                                        [2 / r[f"time_raw_{path}"] for r in speed], goal=0.98,
-                                        sides=("medvision", "raw"), note=note, extra=same))
-        rows.append(harness.compare_row("4", f"Inference peak memory, {path} path", "MiB above start",
-                                        harness.column(memory[f"medvision-{path}"], "peak_extra_mb"),
-                                        harness.column(memory[f"raw-{path}"], "peak_extra_mb"),
-                                        goal=1.10, higher_is_better=False, sides=("medvision", "raw"), note=note))
+        rows.append(
+            harness.compare_row(
+                "4",
+                f"Inference speed, {path} path",
+                "volumes/s",
+                [2 / r[f"time_medvision_{path}"] for r in speed],
+                [2 / r[f"time_raw_{path}"] for r in speed],
+                goal=0.98,
+                sides=("medvision", "raw"),
+                note=note,
+                extra=same,
+            )
+        )
+        rows.append(
+            harness.compare_row(
+                "4",
+                f"Inference peak memory, {path} path",
+                "MiB above start",
+                harness.column(memory[f"medvision-{path}"], "peak_extra_mb"),
+                harness.column(memory[f"raw-{path}"], "peak_extra_mb"),
+                goal=1.10,
+                higher_is_better=False,
+                sides=("medvision", "raw"),
+                note=note,
+            )
+        )
     return rows
 
 

@@ -61,6 +61,7 @@ class SegSpec:
 
     def overrides(self) -> list[str]:
         """The Hydra overrides that make medvision's default experiment use these settings."""
+
         def seq(v: Sequence[Any]) -> str:
             return "[" + ",".join(str(x) for x in v) + "]"
 
@@ -107,12 +108,23 @@ def augment_transforms(spec: SegSpec) -> list[Callable]:
     from monai import transforms as T
 
     keys = ["image", "label"]
-    out: list[Callable] = [T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=spec.patch, pos=1,
-                                                    neg=spec.neg, num_samples=spec.num_samples)]
+    out: list[Callable] = [
+        T.RandCropByPosNegLabeld(
+            keys, label_key="label", spatial_size=spec.patch, pos=1, neg=spec.neg, num_samples=spec.num_samples
+        )
+    ]
     if spec.augment:
         out += [T.RandFlipd(keys, spatial_axis=[axis], prob=0.5) for axis in range(3)]
-        out.append(T.RandAffined(keys, mode=("bilinear", "nearest"), prob=0.2, rotate_range=(0.26,) * 3,
-                                 scale_range=(0.1,) * 3, padding_mode="zeros"))
+        out.append(
+            T.RandAffined(
+                keys,
+                mode=("bilinear", "nearest"),
+                prob=0.2,
+                rotate_range=(0.26,) * 3,
+                scale_range=(0.1,) * 3,
+                padding_mode="zeros",
+            )
+        )
     return out
 
 
@@ -120,8 +132,14 @@ def unet(spec: SegSpec, in_channels: int = 1, out_channels: int = 3) -> torch.nn
     """The MONAI U-Net of the spec."""
     from monai.networks.nets import UNet
 
-    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, channels=spec.channels,
-                strides=spec.strides, num_res_units=spec.num_res_units)
+    return UNet(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        channels=spec.channels,
+        strides=spec.strides,
+        num_res_units=spec.num_res_units,
+    )
 
 
 def optimiser(spec: SegSpec, params: Any) -> torch.optim.Optimizer:
@@ -149,9 +167,20 @@ class LoopLog:
     train_clock_s: float = 0.0
 
 
-def train_loop(net: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optimizer, loader: Any, *, steps: int,
-               precision: str = "32-true", scheduler: Any = None, validate: Callable[[], float] | None = None,
-               val_every: int = 0, stop_dice: float | None = None, time_limit: float | None = None) -> LoopLog:
+def train_loop(
+    net: torch.nn.Module,
+    loss_fn: Callable,
+    opt: torch.optim.Optimizer,
+    loader: Any,
+    *,
+    steps: int,
+    precision: str = "32-true",
+    scheduler: Any = None,
+    validate: Callable[[], float] | None = None,
+    val_every: int = 0,
+    stop_dice: float | None = None,
+    time_limit: float | None = None,
+) -> LoopLog:
     """The hand-written training loop: epochs over ``loader`` until ``steps`` steps.
 
     With ``validate`` it runs every ``val_every`` steps on a clock that pauses during validation
@@ -203,8 +232,14 @@ def sliding_window(net: torch.nn.Module, image: torch.Tensor, spec: SegSpec) -> 
     """Whole-volume logits by MONAI's ``sliding_window_inference`` with the spec's settings."""
     from monai.inferers import sliding_window_inference
 
-    return sliding_window_inference(image, roi_size=spec.patch, sw_batch_size=spec.sw_batch_size, predictor=net,
-                                    overlap=spec.overlap, mode="gaussian")
+    return sliding_window_inference(
+        image,
+        roi_size=spec.patch,
+        sw_batch_size=spec.sw_batch_size,
+        predictor=net,
+        overlap=spec.overlap,
+        mode="gaussian",
+    )
 
 
 def dice_of(net: torch.nn.Module, loader: Any, spec: SegSpec, num_classes: int = 3) -> float:

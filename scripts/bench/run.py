@@ -25,11 +25,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
+import harness
 
 #: benchmark number -> module of this folder
-BENCHMARKS: dict[str, str] = {"1": "seg_train", "2": "cls_train", "3": "data_wait", "4": "inference",
-                              "5": "startup", "6": "ddp", "7": "precision", "8": "time_to_quality"}
+BENCHMARKS: dict[str, str] = {
+    "1": "seg_train",
+    "2": "cls_train",
+    "3": "data_wait",
+    "4": "inference",
+    "5": "startup",
+    "6": "ddp",
+    "7": "precision",
+    "8": "time_to_quality",
+}
 #: rounds per comparison where --repeats is not given (8 always runs one round)
 DEFAULT_REPEATS = {"full": 3, "tiny": 1}
 ROUNDS_CAP = {"8": 1, "3": 2, "4": 3, "6": 2, "7": 2}
@@ -44,8 +52,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None, help="MEDVISION_HOME of the runs (default: a temp dir)")
     p.add_argument("--out-dir", type=Path, default=harness.REPO, help="where BENCHMARKS.md and benchmarks.json go")
     p.add_argument("--keep", action="store_true", help="keep the temp workdir")
-    p.add_argument("--merge", action="store_true",
-                   help="keep the other benchmarks' rows of the existing benchmarks.json (re-run one benchmark)")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other benchmarks' rows of the existing benchmarks.json (re-run one benchmark)",
+    )
     return p.parse_args(argv)
 
 
@@ -70,19 +81,37 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     try:
         for number in selected:
             module = importlib.import_module(BENCHMARKS[number])
-            ctx = harness.Context(size=args.size, repeats=min(repeats, ROUNDS_CAP.get(number, repeats)),
-                                  threads=args.threads, workdir=workdir,
-                                  log=lambda line: print(line, flush=True))
+            ctx = harness.Context(
+                size=args.size,
+                repeats=min(repeats, ROUNDS_CAP.get(number, repeats)),
+                threads=args.threads,
+                workdir=workdir,
+                log=lambda line: print(line, flush=True),
+            )
             t0 = time.perf_counter()
             print(f"[{number}] {module.__doc__.splitlines()[0]}", flush=True)
             try:
                 new = module.run(ctx)
-            except Exception as err:  # one broken benchmark must not lose the others' figures
+            except Exception as err:  # noqa: BLE001 - one broken benchmark must not lose the others' figures
                 traceback.print_exc()
                 failed.append(number)
-                new = [{"bench": number, "title": f"{BENCHMARKS[number]} FAILED", "unit": "", "a_name": "", "b_name": "",
-                        "a": None, "b": None, "ratio": None, "goal": "runs", "met": False, "a_runs": [], "b_runs": [],
-                        "note": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}]
+                new = [
+                    {
+                        "bench": number,
+                        "title": f"{BENCHMARKS[number]} FAILED",
+                        "unit": "",
+                        "a_name": "",
+                        "b_name": "",
+                        "a": None,
+                        "b": None,
+                        "ratio": None,
+                        "goal": "runs",
+                        "met": False,
+                        "a_runs": [],
+                        "b_runs": [],
+                        "note": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                    }
+                ]
             print(f"[{number}] done in {time.perf_counter() - t0:.0f} s", flush=True)
             rows += new
     finally:
@@ -98,8 +127,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         facts["merged"] = f"benchmarks {', '.join(sorted({r['bench'] for r in kept}))} kept from the previous run"
     elapsed = time.perf_counter() - start
     command = "python scripts/bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    harness.write_report(facts, rows, json_path, args.out_dir / "BENCHMARKS.md",
-                         command.strip(), elapsed)
+    harness.write_report(facts, rows, json_path, args.out_dir / "BENCHMARKS.md", command.strip(), elapsed)
     print(harness.markdown(facts, rows, command.strip(), elapsed), flush=True)
     if failed:
         raise SystemExit(f"benchmark(s) {', '.join(failed)} failed (see above); the report marks them")

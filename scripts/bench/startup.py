@@ -26,8 +26,16 @@ GOALS = {"--help": 1.5, "--cfg job": 3.0}
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     """Wall seconds of one process; it must exit 0."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=harness.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        cwd=harness.REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}")
@@ -39,9 +47,20 @@ def run(ctx: harness.Context) -> list[dict[str, Any]]:
     rounds = ctx.pick(SIZES)["rounds"]
     env = ctx.env()
     commands = {k: v for k, v in COMMANDS.items() if ctx.size == "full" or k in GOALS}  # smoke: the CLI only
-    results = harness.alternate({name: (lambda i, c=cmd: {"s": timed(c, env)}) for name, cmd in commands.items()},
-                                max(rounds, ctx.repeats if ctx.size == "full" else 1), ctx.log)
+    results = harness.alternate(
+        {name: (lambda i, c=cmd: {"s": timed(c, env)}) for name, cmd in commands.items()},
+        max(rounds, ctx.repeats if ctx.size == "full" else 1),
+        ctx.log,
+    )
     note = "wall time of a fresh process (Python start-up included), rounds alternate between the commands"
-    return [harness.value_row("5", f"Start-up: `{name}`" if name.startswith("-") else f"Start-up reference: {name}",
-                              "s", harness.column(results[name], "s"), goal=GOALS.get(name), note=note)
-            for name in commands]
+    return [
+        harness.value_row(
+            "5",
+            f"Start-up: `{name}`" if name.startswith("-") else f"Start-up reference: {name}",
+            "s",
+            harness.column(results[name], "s"),
+            goal=GOALS.get(name),
+            note=note,
+        )
+        for name in commands
+    ]

@@ -20,16 +20,31 @@ import plain
 import seg_train
 
 SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"spec": plain.SegSpec(patch=(16, 16, 16), num_samples=1, batch_size=1, channels=(4, 8), strides=(2,),
-                                   num_res_units=0), "budget": 1.0, "val_every": 2, "extra": []},
+    "tiny": {
+        "spec": plain.SegSpec(
+            patch=(16, 16, 16), num_samples=1, batch_size=1, channels=(4, 8), strides=(2,), num_res_units=0
+        ),
+        "budget": 1.0,
+        "val_every": 2,
+        "extra": [],
+    },
     "full": {"spec": plain.SegSpec(), "budget": 180.0, "val_every": 8, "extra": []},
 }
 
 
 def plain_spec(spec: plain.SegSpec) -> plain.SegSpec:
     """The hand-written loop's choices on the medvision spec's sizes."""
-    return plain.SegSpec(**{**spec.__dict__, "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "neg": 1.0,
-                            "augment": False, "precision": "32-true"})
+    return plain.SegSpec(
+        **{
+            **spec.__dict__,
+            "optimizer": "adam",
+            "lr": 1e-4,
+            "weight_decay": 0.0,
+            "neg": 1.0,
+            "augment": False,
+            "precision": "32-true",
+        }
+    )
 
 
 def first_reach(points: list[tuple[float, float]], target: float) -> float:
@@ -45,33 +60,60 @@ def run(ctx: harness.Context) -> list[dict[str, Any]]:
     s = ctx.pick(SIZES)
     spec, budget, val_every = s["spec"], s["budget"], s["val_every"]
     pspec = plain_spec(spec)
-    val = DataLoader(CacheDataset(harness.mni_splits(ctx)["val"], Compose(plain.load_transforms(pspec)), progress=False),
-                     batch_size=1)
-    log, _ = seg_train.plain_side(ctx, pspec, steps=10**9, warmup=0, scheduler=None, val_loader=val,
-                                  val_every=val_every, time_limit=budget)
+    val = DataLoader(
+        CacheDataset(harness.mni_splits(ctx)["val"], Compose(plain.load_transforms(pspec)), progress=False),
+        batch_size=1,
+    )
+    log, _ = seg_train.plain_side(
+        ctx, pspec, steps=10**9, warmup=0, scheduler=None, val_loader=val, val_every=val_every, time_limit=budget
+    )
     points = list(log.val_points)
     target = points[-1][1] if points else float("nan")
     plain_time = first_reach(points, target)
-    ctx.log(f"    plain: Dice {target:.3f} after {log.train_clock_s:.0f} s ({len(log.ends)} steps), first reached at "
-            f"{plain_time:.0f} s")
+    ctx.log(
+        f"    plain: Dice {target:.3f} after {log.train_clock_s:.0f} s ({len(log.ends)} steps), first reached at "
+        f"{plain_time:.0f} s"
+    )
     # the shipped defaults; only the validation cadence (every val_every steps) and the stop rule are added
     steps_per_epoch = math.ceil(len(harness.mni_splits(ctx)["train"]) / spec.batch_size)
     every = max(1, val_every // steps_per_epoch)
-    overrides = [*(spec.overrides() if ctx.size == "tiny" else []), f"trainer.check_val_every_n_epoch={every}",
-                 "test=false", *s["extra"]]
+    overrides = [
+        *(spec.overrides() if ctx.size == "tiny" else []),
+        f"trainer.check_val_every_n_epoch={every}",
+        "test=false",
+        *s["extra"],
+    ]
     result = harness.medvision_run(ctx, overrides, "time_to_quality", warmup=0, stop_dice=target, time_limit=budget)
     mv_time = first_reach([tuple(p) for p in result["val_points"]], target)
     reached = math.isfinite(mv_time)
-    ctx.log(f"    medvision: {'reached' if reached else 'did not reach'} {target:.3f} "
-            f"{f'at {mv_time:.0f} s' if reached else f'in {budget:.0f} s'} ({result['steps']} steps)")
-    note = (f"plain: Adam 1e-4, DiceCE, pos:neg 1:1 patches, no augmentation, fp32, {budget:.0f} s; medvision: the "
-            f"default experiment as shipped; validation every {val_every} steps on the val blocks, clocks exclude "
-            "validation; one round" + ("" if reached else f"; medvision did NOT reach the target within {budget:.0f} s "
-                                       "(its figure is that budget, a lower bound)"))
+    ctx.log(
+        f"    medvision: {'reached' if reached else 'did not reach'} {target:.3f} "
+        f"{f'at {mv_time:.0f} s' if reached else f'in {budget:.0f} s'} ({result['steps']} steps)"
+    )
+    note = (
+        f"plain: Adam 1e-4, DiceCE, pos:neg 1:1 patches, no augmentation, fp32, {budget:.0f} s; medvision: the "
+        f"default experiment as shipped; validation every {val_every} steps on the val blocks, clocks exclude "
+        "validation; one round"
+        + (
+            ""
+            if reached
+            else f"; medvision did NOT reach the target within {budget:.0f} s "
+            "(its figure is that budget, a lower bound)"
+        )
+    )
     mv_time = mv_time if reached else budget
     return [
-        harness.value_row("8", "Time to quality: the plain loop's Dice at its budget (the target)", "Dice", [target],
-                          note=note),
-        harness.compare_row("8", "Time to quality: seconds to reach the target", "s", [mv_time], [plain_time],
-                            goal=0.5, higher_is_better=False, note=note),
+        harness.value_row(
+            "8", "Time to quality: the plain loop's Dice at its budget (the target)", "Dice", [target], note=note
+        ),
+        harness.compare_row(
+            "8",
+            "Time to quality: seconds to reach the target",
+            "s",
+            [mv_time],
+            [plain_time],
+            goal=0.5,
+            higher_is_better=False,
+            note=note,
+        ),
     ]

@@ -54,5 +54,10 @@ def efficientnet(
     from monai.networks.nets import EfficientNetBN
 
     return EfficientNetBN(
-        model_name, pretrained=pretrained, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=out_channels, **kwargs
+        model_name,
+        pretrained=pretrained,
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=out_channels,
+        **kwargs,
     )

@@ -20,6 +20,7 @@ and 3D. The networks know nothing about Lightning.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -40,7 +41,7 @@ def working_size(image_shape: Sequence[int]) -> int:
 def centre_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """The centre ``shape`` of the spatial axes of ``x`` (B, C, *spatial)."""
     slices = [slice(None), slice(None)]
-    for have, want in zip(x.shape[2:], shape):
+    for have, want in zip(x.shape[2:], shape, strict=True):
         start = (have - want) // 2
         slices.append(slice(start, start + want))
     return x[tuple(slices)]
@@ -97,9 +98,12 @@ class ConditionalGenerator(nn.Module):
         self.project = nn.Linear(latent_dim + embed_dim, widths[0] * 4**spatial_dims)
         self.start = nn.Sequential(norm(widths[0]), nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
+        for c_in, c_out in itertools.pairwise(widths):
             if upsample == "nearest":
-                up: list[nn.Module] = [nn.Upsample(scale_factor=2, mode="nearest"), conv(c_in, c_out, 3, padding=1, bias=False)]
+                up: list[nn.Module] = [
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    conv(c_in, c_out, 3, padding=1, bias=False),
+                ]
             else:
                 up = [Conv[Conv.CONVTRANS, spatial_dims](c_in, c_out, 4, stride=2, padding=1, bias=False)]
             blocks.append(nn.Sequential(*up, norm(c_out), nn.ReLU(inplace=True)))
@@ -206,10 +210,20 @@ class ConditionalDCGAN(nn.Module):
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.generator = ConditionalGenerator(spatial_dims, in_channels, num_classes, image_size, latent_dim, embed_dim,
-                                              g_channels, max_channels, upsample)
-        self.discriminator = ProjectionDiscriminator(spatial_dims, in_channels, num_classes, image_size, d_channels,
-                                                     max_channels, spectral_norm)
+        self.generator = ConditionalGenerator(
+            spatial_dims,
+            in_channels,
+            num_classes,
+            image_size,
+            latent_dim,
+            embed_dim,
+            g_channels,
+            max_channels,
+            upsample,
+        )
+        self.discriminator = ProjectionDiscriminator(
+            spatial_dims, in_channels, num_classes, image_size, d_channels, max_channels, spectral_norm
+        )
 
 
 class RandomConvFeatures(nn.Module):
@@ -232,7 +246,7 @@ class RandomConvFeatures(nn.Module):
         conv = Conv[Conv.CONV, spatial_dims]
         widths = [in_channels, width, width * 2, width * 4]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [conv(c_in, c_out, 3, stride=2, padding=1), nn.ReLU()]
         self.body = nn.Sequential(*layers)
         self.num_features = widths[-1]

@@ -72,8 +72,12 @@ class SliceRNN(nn.Module):
         self.pooling = pooling
         self.encoder = _encoder(in_channels, encoder_channels)
         rnn = nn.GRU if cell == "gru" else nn.LSTM
-        self.rnn = rnn(encoder_channels[-1], hidden_size, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size * (2 if bidirectional else 1), out_channels))
+        self.rnn = rnn(
+            encoder_channels[-1], hidden_size, num_layers=num_layers, batch_first=True, bidirectional=bidirectional
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(hidden_size * (2 if bidirectional else 1), out_channels)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, out_channels)`` of volumes ``(B, C, D, H, W)``."""
