@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from medvision.data.medmnist_info import medmnist_info
-
-SPLITS = ("train", "val", "test")
+from medvision.data.splits import SPLITS
 
 
 def _pattern(label: int, n_classes: int, side: int, rng: np.random.Generator) -> np.ndarray:

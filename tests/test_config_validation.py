@@ -20,9 +20,16 @@ def _problems(compose_run, overrides: list[str]) -> str:
     return str(err.value)
 
 
-@pytest.mark.parametrize("overrides", [[f"experiment={e}"] for e in EXPERIMENTS] + [[f"model/net={n}"] for n in NETS]
-                         + [["logger=many", "trainer=gpu", "debug=limit"], ["data=msd", "data.root=/somewhere"],
-                            ["data=csv", "data.manifest=/somewhere/cases.csv"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [[f"experiment={e}"] for e in EXPERIMENTS]
+    + [[f"model/net={n}"] for n in NETS]
+    + [
+        ["logger=many", "trainer=gpu", "debug=limit"],
+        ["data=msd", "data.root=/somewhere"],
+        ["data=csv", "data.manifest=/somewhere/cases.csv"],
+    ],
+)
 def test_every_shipped_config_validates(compose_run, overrides: list[str]) -> None:
     from medvision.utils.errors import MedvisionError
 
@@ -36,19 +43,39 @@ def test_every_shipped_config_validates(compose_run, overrides: list[str]) -> No
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["+data.bach_size=4"], ["data.bach_size", "VolumeDataModule has no parameter 'bach_size'",
-                                 "did you mean batch_size?", "valid keys:", "on_invalid"]),
+        (
+            ["+data.bach_size=4"],
+            [
+                "data.bach_size",
+                "VolumeDataModule has no parameter 'bach_size'",
+                "did you mean batch_size?",
+                "valid keys:",
+                "on_invalid",
+            ],
+        ),
         (["data.batch_size=abc"], ["data.batch_size='abc': expected int"]),
         (["data.val_fraction=high"], ["data.val_fraction='high': expected float"]),
         (["data.batch_size=true"], ["data.batch_size=True: expected int"]),
         (["data.cache=ram"], ["data.cache='ram': expected one of 'none', 'memory', 'disk'"]),
         (["data.on_invalid=ignore"], ["data.on_invalid='ignore': expected one of 'error', 'skip'"]),
+        (["data.loader=threads"], ["data.loader='threads': expected one of 'torch', 'thread'"]),
+        (
+            ["experiment=medmnist/resnet18_28", "data.flag=nosuchmnist"],
+            ["data.flag='nosuchmnist': expected one of 'pathmnist', 'chestmnist'", "'synapsemnist3d'"],
+        ),
+        (["experiment=medmnist/resnet18_28", "data.size=100"], ["data.size=100: expected one of 28, 64, 128, 224"]),
         (["trainer.precision=fp8"], ["trainer.precision='fp8': expected one of", "'bf16-mixed'", "'32-true'"]),
         (["+trainer.max_epoch=3"], ["trainer.max_epoch", "did you mean max_epochs?"]),
         (["+model.net.chanels=[8,16]"], ["model.net.chanels", "UNet has no parameter", "did you mean channels?"]),
         (["model.net.channels=abc"], ["model.net.channels='abc': expected Sequence[int]"]),
-        (["+data.transforms.load.spacing.pixdims=[1,1,1]"], ["data.transforms.load.spacing.pixdims", "did you mean pixdim?"]),
-        (["model.net._target_=monai.networks.nets.UNett"], ["model.net._target_: cannot import monai.networks.nets.UNett"]),
+        (
+            ["+data.transforms.load.spacing.pixdims=[1,1,1]"],
+            ["data.transforms.load.spacing.pixdims", "did you mean pixdim?"],
+        ),
+        (
+            ["model.net._target_=monai.networks.nets.UNett"],
+            ["model.net._target_: cannot import monai.networks.nets.UNett"],
+        ),
         (["data=msd"], ["data.root is not set (???)"]),
     ],
 )

@@ -126,7 +126,7 @@ def test_mni152_default_split_keeps_mirror_pairs_together(mni_datamodule: Volume
     ids = {name: [r["id"] for r in splits[name]] for name in SPLITS}
     for name in SPLITS:
         assert ids[name], f"the default {name} split is empty"
-    assert sorted(sum(ids.values(), [])) == sorted(r["id"] for r in mni_datamodule.info.records)
+    assert sorted(i for names in ids.values() for i in names) == sorted(r["id"] for r in mni_datamodule.info.records)
     subjects = {name: {r["subject"] for r in splits[name]} for name in SPLITS}
     assert not subjects["train"] & subjects["val"]
     assert not subjects["train"] & subjects["test"]
@@ -145,8 +145,11 @@ def csv_case_files(tmp_path: Path) -> Path:
 
 def _rows(n: int, per_subject: int = 2) -> list[dict[str, str]]:
     return [
-        {"image": f"../files/imagesTr/case_{i:03d}.nii.gz", "label": f"../files/labelsTr/case_{i:03d}.nii.gz",
-         "subject": f"patient_{i // per_subject}"}
+        {
+            "image": f"../files/imagesTr/case_{i:03d}.nii.gz",
+            "label": f"../files/labelsTr/case_{i:03d}.nii.gz",
+            "subject": f"patient_{i // per_subject}",
+        }
         for i in range(n)
     ]
 
@@ -172,8 +175,16 @@ def test_csv_manifest_relative_paths_and_subject_groups(tmp_path: Path, csv_case
 
 def test_csv_manifest_through_the_config_tree(tmp_path: Path, csv_case_files: Path, compose_run) -> None:
     manifest = write_csv(tmp_path / "manifests" / "cases.csv", _rows(6))
-    cfg = compose_run(["data=csv", "data.spatial_dims=2", f"data.manifest={manifest}", "data.label_names=[background,dim,bright]",
-                       "data.val_fraction=0.34", "data.test_fraction=0.34"])
+    cfg = compose_run(
+        [
+            "data=csv",
+            "data.spatial_dims=2",
+            f"data.manifest={manifest}",
+            "data.label_names=[background,dim,bright]",
+            "data.val_fraction=0.34",
+            "data.test_fraction=0.34",
+        ]
+    )
     dm = instantiate(cfg.data)
     assert dm.label_names == ["background", "dim", "bright"]
     assert dm.num_classes == 3

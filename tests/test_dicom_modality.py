@@ -36,11 +36,13 @@ SYNTAXES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _decode_all(source: str) -> tuple[dict[str, np.ndarray], dict[str, str], set[str], Counter]:
     folder = source_dir(source)
     decoded, failed, not_images, syntaxes = {}, {}, set(), Counter()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts):
+    for path in sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
+    ):
         ds = read_dataset(path)
         if not is_image(ds):
             not_images.add(path.relative_to(folder).as_posix())
@@ -59,7 +61,7 @@ def _decode_all(source: str) -> tuple[dict[str, np.ndarray], dict[str, str], set
 
 
 def test_every_image_of_pydicom_data_decodes() -> None:
-    decoded, failed, not_images, syntaxes = _decode_all("pydicom_data")
+    decoded, failed, not_images, _syntaxes = _decode_all("pydicom_data")
     assert failed == {}, failed
     assert len(decoded) == PYDICOM_DATA_IMAGES, sorted(decoded)
     assert not_images == PYDICOM_DATA_NOT_IMAGES
@@ -92,12 +94,21 @@ def test_no_image_identity_in_two_splits(datamodule: DicomModalityDataModule) ->
     seen: dict[str, str] = {}
     for split, frames in splits.items():
         for f in frames:
-            for key in (f"identity:{f.identity}", f"sop:{f.sop_uid}", f"series:{f.series_uid}", f"file:{f.source}/{f.file}"):
+            for key in (
+                f"identity:{f.identity}",
+                f"sop:{f.sop_uid}",
+                f"series:{f.series_uid}",
+                f"file:{f.source}/{f.file}",
+            ):
                 assert seen.setdefault(key, split) == split, f"{key} is in {seen[key]} and {split}"
     # the same picture in other encodings or under another SOP UID: one split
     where = {f"{f.source}/{f.file}": s for s, frames in splits.items() for f in frames}
-    for family in (["RG1_UNCI", "RG1_UNCR", "RG1_J2KR", "RG1_J2KI"], ["693_UNCI", "693_UNCR", "693_J2KR"],
-                   ["US1_UNCI", "US1_J2KI", "US1_J2KR"], ["emri_small", "emri_small_RLE", "emri_small_jpeg_ls_lossless"]):
+    for family in (
+        ["RG1_UNCI", "RG1_UNCR", "RG1_J2KR", "RG1_J2KI"],
+        ["693_UNCI", "693_UNCR", "693_J2KR"],
+        ["US1_UNCI", "US1_J2KI", "US1_J2KR"],
+        ["emri_small", "emri_small_RLE", "emri_small_jpeg_ls_lossless"],
+    ):
         assert len({where[f"pydicom_data/{name}.dcm"] for name in family}) == 1, family
     # no near-duplicate pixels across splits (checked on the samples themselves, not the grouping)
     arrays = datamodule.arrays

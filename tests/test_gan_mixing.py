@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from medmnist_files import write_medmnist
 
+from medmnist_files import write_medmnist
 from medvision.augment.store import write_store
 from medvision.utils.errors import MedvisionError
 
@@ -35,8 +35,16 @@ def _store(path: Path, per_class: int = 30, shape: tuple[int, ...] = (1, 28, 28)
 
 
 def _datamodule(compose_run: Any, tmp_path: Path, *overrides: str) -> Any:
-    cfg = compose_run([f"paths.root_dir={tmp_path}", "data=medmnist", f"data.flag={FLAG}", "data.batch_size=8",
-                       "model=classifier", *overrides])
+    cfg = compose_run(
+        [
+            f"paths.root_dir={tmp_path}",
+            "data=medmnist",
+            f"data.flag={FLAG}",
+            "data.batch_size=8",
+            "model=classifier",
+            *overrides,
+        ]
+    )
     if not (Path(cfg.data.root) / f"{FLAG}.npz").is_file():
         write_medmnist(Path(cfg.data.root), FLAG, 28, n=N)
     return instantiate(cfg.data)
@@ -56,13 +64,18 @@ def _split(dm: Any, split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("cache", ["none", "memory"])
 def test_synthetic_samples_enter_training_only_in_the_configured_ratio(compose_run, tmp_path: Path, cache: str) -> None:
     store = _store(tmp_path / "store")
-    dm = _datamodule(compose_run, tmp_path, f"data.cache={cache}", "data.imbalance={class: 0, keep: 0.25, seed: 3}",
-                     f"data.synthetic={{store: '{store}', ratio: 1.5, classes: [malignant]}}")
+    dm = _datamodule(
+        compose_run,
+        tmp_path,
+        f"data.cache={cache}",
+        "data.imbalance={class: 0, keep: 0.25, seed: 3}",
+        f"data.synthetic={{store: '{store}', ratio: 1.5, classes: [malignant]}}",
+    )
     dm.setup()  # every split
     real_train = dm.arrays["train"][1].reshape(-1)
     n_malignant = int((real_train == 0).sum())
-    kept = int(round(0.25 * n_malignant))  # 5 of 20
-    wanted = int(round(1.5 * kept))  # 8 (ratio = synthetic / real training samples of the class)
+    kept = round(0.25 * n_malignant)  # 5 of 20
+    wanted = round(1.5 * kept)  # 8 (ratio = synthetic / real training samples of the class)
 
     ids, images, labels = _split(dm, "train")
     synthetic = [i for i, name in enumerate(ids) if name.startswith("synthetic/")]
@@ -99,8 +112,12 @@ def test_counts_are_printed_logged_and_written(compose_run, tmp_path: Path, caps
 
     store = _store(tmp_path / "store")
     dm = _datamodule(compose_run, tmp_path, f"data.synthetic={{store: '{store}', ratio: 0.5}}")
-    trainer = pl.Trainer(logger=CSVLogger(tmp_path / "logs", name="csv", version=""), max_epochs=1,
-                         enable_checkpointing=False, enable_progress_bar=False)
+    trainer = pl.Trainer(
+        logger=CSVLogger(tmp_path / "logs", name="csv", version=""),
+        max_epochs=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
     dm.trainer = trainer
     dm.setup("fit")
     report = json.loads(Path(dm.counts_report).read_text())
@@ -129,23 +146,40 @@ def test_imbalance_is_deterministic_and_leaves_val_and_test_alone(compose_run, t
     assert sum(labels[int(i.split("/")[1])] == 1 for i in first) == 6
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    (["data.synthetic={store: STORE_NAMES, ratio: 1.0}"], ["data.synthetic.store=", "holds classes ['a', 'b']", "malignant"]),
-    (["data.synthetic={store: STORE_SHAPE, ratio: 1.0}"], ["data.synthetic.store=", "[1, 32, 32]", "[1, 28, 28]"]),
-    (["data.synthetic={store: STORE_SMALL, ratio: 1.0}"], ["holds 3 samples of class 'malignant'", "needs 20",
-                                                           "n_per_class=20"]),
-    (["data.synthetic={store: /no/such/store, ratio: 1.0}"], ["data.synthetic.store", "/no/such/store", "not a synthetic"]),
-    (["data.synthetic={store: STORE_NAMES, ratio: -1}"], ["data.synthetic.ratio=-1"]),
-    (["data.imbalance={class: 7, keep: 0.1}"], ["data.imbalance.class=7", "0='malignant'"]),
-    (["data.imbalance={class: 0, keep: 1.5}"], ["data.imbalance.keep=1.5", "(0, 1]"]),
-    (["data.imbalance={klass: 0, keep: 0.5}"], ["data.imbalance has keys ['keep', 'klass']"]),
-    (["data.flag=chestmnist", "data.imbalance={class: 0, keep: 0.5}"], ["data.imbalance needs a single-label task"]),
-])
-def test_store_and_option_mismatches_name_the_key_and_the_fix(compose_run, tmp_path: Path, overrides: list[str],
-                                                               expected: list[str]) -> None:
-    stores = {"STORE_NAMES": _store(tmp_path / "names", names=["a", "b"]),
-              "STORE_SHAPE": _store(tmp_path / "shape", shape=(1, 32, 32)),
-              "STORE_SMALL": _store(tmp_path / "small", per_class=3)}
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["data.synthetic={store: STORE_NAMES, ratio: 1.0}"],
+            ["data.synthetic.store=", "holds classes ['a', 'b']", "malignant"],
+        ),
+        (["data.synthetic={store: STORE_SHAPE, ratio: 1.0}"], ["data.synthetic.store=", "[1, 32, 32]", "[1, 28, 28]"]),
+        (
+            ["data.synthetic={store: STORE_SMALL, ratio: 1.0}"],
+            ["holds 3 samples of class 'malignant'", "needs 20", "n_per_class=20"],
+        ),
+        (
+            ["data.synthetic={store: /no/such/store, ratio: 1.0}"],
+            ["data.synthetic.store", "/no/such/store", "not a synthetic"],
+        ),
+        (["data.synthetic={store: STORE_NAMES, ratio: -1}"], ["data.synthetic.ratio=-1"]),
+        (["data.imbalance={class: 7, keep: 0.1}"], ["data.imbalance.class=7", "0='malignant'"]),
+        (["data.imbalance={class: 0, keep: 1.5}"], ["data.imbalance.keep=1.5", "(0, 1]"]),
+        (["data.imbalance={klass: 0, keep: 0.5}"], ["data.imbalance has keys ['keep', 'klass']"]),
+        (
+            ["data.flag=chestmnist", "data.imbalance={class: 0, keep: 0.5}"],
+            ["data.imbalance needs a single-label task"],
+        ),
+    ],
+)
+def test_store_and_option_mismatches_name_the_key_and_the_fix(
+    compose_run, tmp_path: Path, overrides: list[str], expected: list[str]
+) -> None:
+    stores = {
+        "STORE_NAMES": _store(tmp_path / "names", names=["a", "b"]),
+        "STORE_SHAPE": _store(tmp_path / "shape", shape=(1, 32, 32)),
+        "STORE_SMALL": _store(tmp_path / "small", per_class=3),
+    }
     for name, path in stores.items():
         overrides = [o.replace(name, f"'{path}'") for o in overrides]
     if any("chestmnist" in o for o in overrides):
@@ -158,8 +192,12 @@ def test_store_and_option_mismatches_name_the_key_and_the_fix(compose_run, tmp_p
 
 
 def test_grey_store_is_repeated_for_an_rgb_classifier(compose_run, tmp_path: Path) -> None:
-    dm = _datamodule(compose_run, tmp_path, "data.as_rgb=true",
-                     f"data.synthetic={{store: '{_store(tmp_path / 'store')}', ratio: 0.25, classes: [1]}}")
+    dm = _datamodule(
+        compose_run,
+        tmp_path,
+        "data.as_rgb=true",
+        f"data.synthetic={{store: '{_store(tmp_path / 'store')}', ratio: 0.25, classes: [1]}}",
+    )
     dm.setup("fit")
     ids, images, labels = _split(dm, "train")
     assert images.shape[1:] == (3, 28, 28)
@@ -179,7 +217,7 @@ def test_per_class_recall_is_logged_and_equals_sklearn() -> None:
         logits = 1.5 * torch.nn.functional.one_hot(target, n).float() + torch.randn(200, n, generator=gen)
         metrics = ClassificationMetrics(task, [f"class {i}" for i in range(n)])
         for start in range(0, 200, 64):
-            metrics.update(logits[start:start + 64], target[start:start + 64])
+            metrics.update(logits[start : start + 64], target[start : start + 64])
         values = metrics.compute("test")
         expected = recall_score(target.numpy(), logits.argmax(1).numpy(), average=None)
         for c in range(n):

@@ -29,7 +29,7 @@ seed_st = st.integers(min_value=0, max_value=2**16)
 
 def _expected_count(fraction: float, n: int) -> int:
     """Subjects a fraction asks for: none for 0, else at least one (round half to even)."""
-    return 0 if fraction <= 0 else max(1, int(round(fraction * n)))
+    return 0 if fraction <= 0 else max(1, round(fraction * n))
 
 
 def _check_partition(subjects: list[str], split: dict[str, list[int]]) -> dict[str, set[str]]:
@@ -50,13 +50,11 @@ def test_holdout_split_properties(subjects: list[str], val: float, test: float, 
     n = len(set(subjects))
     n_test = min(_expected_count(test, n), n)
     n_val = min(_expected_count(val, n), n - n_test)
-    try:
-        split = group_split(subjects, val_fraction=val, test_fraction=test, seed=seed)
-    except MedvisionError as err:
-        assert n - n_test - n_val <= 0, f"refused a split that leaves {n - n_test - n_val} training subjects"
-        assert "training" in str(err)
+    if n - n_test - n_val <= 0:  # no subject left for training: refused, saying why
+        with pytest.raises(MedvisionError, match="training"):
+            group_split(subjects, val_fraction=val, test_fraction=test, seed=seed)
         return
-    assert n - n_test - n_val > 0
+    split = group_split(subjects, val_fraction=val, test_fraction=test, seed=seed)
     by = _check_partition(subjects, split)
     assert len(by["test"]) == n_test and len(by["val"]) == n_val
     # identical for the same seed, also from a copy of the list
@@ -73,7 +71,9 @@ def test_kfold_split_properties(subjects: list[str], test: float, num_folds: int
             group_split(subjects, test_fraction=test, num_folds=num_folds, fold=0, seed=seed)
         assert "num_folds" in str(err.value)
         return
-    folds = [group_split(subjects, test_fraction=test, num_folds=num_folds, fold=f, seed=seed) for f in range(num_folds)]
+    folds = [
+        group_split(subjects, test_fraction=test, num_folds=num_folds, fold=f, seed=seed) for f in range(num_folds)
+    ]
     by = [_check_partition(subjects, s) for s in folds]
     assert all(b["test"] == by[0]["test"] for b in by), "the test split is the same for every fold"
     vals = [b["val"] for b in by]
@@ -81,13 +81,16 @@ def test_kfold_split_properties(subjects: list[str], test: float, num_folds: int
     assert sum(len(v) for v in vals) == len(set().union(*vals)) == rest, "val folds partition the non-test subjects"
     for b in by:
         assert b["train"] == set(subjects) - b["test"] - b["val"]
-    assert [group_split(subjects, test_fraction=test, num_folds=num_folds, fold=f, seed=seed)
-            for f in range(num_folds)] == folds
+    assert [
+        group_split(subjects, test_fraction=test, num_folds=num_folds, fold=f, seed=seed) for f in range(num_folds)
+    ] == folds
 
 
 row_st = st.fixed_dictionaries(
-    {"image": st.sampled_from(["a.nii.gz", "b.nii.gz", "sub/c.nii.gz", "../d.nii.gz"]),
-     "label": st.sampled_from(["la.nii.gz", "lb.nii.gz"])},
+    {
+        "image": st.sampled_from(["a.nii.gz", "b.nii.gz", "sub/c.nii.gz", "../d.nii.gz"]),
+        "label": st.sampled_from(["la.nii.gz", "lb.nii.gz"]),
+    },
     optional={"subject": st.sampled_from(["p1", "p2", "p3", ""]), "id": st.sampled_from(["x", "y", "z9", ""])},
 )
 
@@ -104,7 +107,7 @@ def test_csv_manifest_round_trip(rows: list[dict[str, str]], seed: int) -> None:
         again = read_csv(manifest, LABELS, require_files=False)
     assert info.records == again.records, "reading is deterministic"
     assert info.label_names == LABELS and len(info.records) == len(rows)
-    for row, record in zip(table, info.records):
+    for row, record in zip(table, info.records, strict=True):
         assert record["image"] == str((folder / row["image"]).resolve())
         assert record["label"] == str((folder / row["label"]).resolve())
         expected_id = row["id"] or Path(row["image"]).name.split(".")[0]
@@ -121,11 +124,20 @@ case_st = st.fixed_dictionaries(
 
 
 @SETTINGS
-@given(cases=st.lists(case_st, min_size=1, max_size=10), labels=st.lists(st.text("xyz", min_size=1, max_size=4),
-                                                                          min_size=1, max_size=5), v2=st.booleans())
+@given(
+    cases=st.lists(case_st, min_size=1, max_size=10),
+    labels=st.lists(st.text("xyz", min_size=1, max_size=4), min_size=1, max_size=5),
+    v2=st.booleans(),
+)
 def test_msd_manifest_round_trip(cases: list[dict[str, str]], labels: list[str], v2: bool) -> None:
-    entries = [{"image": f"./imagesTr/{c['name']}.nii.gz", "label": f"./labelsTr/{c['name']}.nii.gz",
-                **({"subject": c["subject"]} if "subject" in c else {})} for c in cases]
+    entries = [
+        {
+            "image": f"./imagesTr/{c['name']}.nii.gz",
+            "label": f"./labelsTr/{c['name']}.nii.gz",
+            **({"subject": c["subject"]} if "subject" in c else {}),
+        }
+        for c in cases
+    ]
     names = ["background", *labels]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "Task"
@@ -141,18 +153,25 @@ def test_msd_manifest_round_trip(cases: list[dict[str, str]], labels: list[str],
     assert info.label_names == names and info.num_classes == len(names)
     assert [r["id"] for r in info.records] == [c["name"] for c in cases]
     assert [r["subject"] for r in info.records] == [c.get("subject", c["name"]) for c in cases]
-    assert all(r["image"].endswith(f"imagesTr/{c['name']}.nii.gz") for r, c in zip(info.records, cases))
+    assert all(r["image"].endswith(f"imagesTr/{c['name']}.nii.gz") for r, c in zip(info.records, cases, strict=True))
 
 
 @SETTINGS
-@given(images=st.lists(st.integers(0, 5), min_size=2, max_size=14),
-       subjects=st.data(), val=fraction_st, seed=seed_st)
+@given(images=st.lists(st.integers(0, 5), min_size=2, max_size=14), subjects=st.data(), val=fraction_st, seed=seed_st)
 def test_audit_leaves_no_file_in_two_splits(images: list[int], subjects, val: float, seed: int) -> None:
     """Whatever the manifest repeats, dropping the audit's bad cases leaves each file in one split."""
-    subject_of = subjects.draw(st.lists(st.sampled_from(["p1", "p2", "p3", "p4", "p5", "p6"]),
-                                        min_size=len(images), max_size=len(images)))
-    records = [{"image": f"/nowhere/img_{k}.nii.gz", "label": f"/nowhere/lab_{i}.nii.gz", "id": f"c{i}",
-                "subject": subject_of[i]} for i, k in enumerate(images)]
+    subject_of = subjects.draw(
+        st.lists(st.sampled_from(["p1", "p2", "p3", "p4", "p5", "p6"]), min_size=len(images), max_size=len(images))
+    )
+    records = [
+        {
+            "image": f"/nowhere/img_{k}.nii.gz",
+            "label": f"/nowhere/lab_{i}.nii.gz",
+            "id": f"c{i}",
+            "subject": subject_of[i],
+        }
+        for i, k in enumerate(images)
+    ]
     try:
         split = group_split(subject_of, val_fraction=val, test_fraction=0.25, seed=seed)
     except MedvisionError:
@@ -171,7 +190,9 @@ def test_audit_leaves_no_file_in_two_splits(images: list[int], subjects, val: fl
         assert any(p.check == "leakage" for p in flagged) == spans
         kept = set(uses) - {p.index for p in flagged}
         assert len(kept) == 1
-        assert SPLITS.index(where[kept.pop()]) == min(SPLITS.index(where[i]) for i in uses), "the earliest split keeps it"
+        assert SPLITS.index(where[kept.pop()]) == min(SPLITS.index(where[i]) for i in uses), (
+            "the earliest split keeps it"
+        )
     leaked_free = [i for i in range(len(records)) if i not in {p.index for p in repeated}]
     for k in set(images):
         assert len({where[i] for i in leaked_free if images[i] == k}) <= 1

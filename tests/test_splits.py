@@ -11,7 +11,7 @@ from medvision.utils.errors import MedvisionError
 def _subjects() -> list[str]:
     """30 cases of 17 subjects: some with 1 scan, some with 2, some with 3 (interleaved)."""
     subjects = [f"s{i:02d}" for i in range(17)]
-    cases = subjects + [s for s in subjects[:9]] + [s for s in subjects[:4]]
+    cases = subjects + subjects[:9] + subjects[:4]
     assert len(cases) == 30
     return cases
 

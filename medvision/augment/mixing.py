@@ -61,12 +61,16 @@ class SyntheticMix:
             raise MedvisionError(f"{KEY}={spec!r} is not a mapping", fix=example)
         unknown = sorted(set(spec) - {"store", "ratio", "classes"})
         if unknown or not spec.get("store") or "ratio" not in spec:
-            raise MedvisionError(f"{KEY} has keys {sorted(spec)}; it takes store, ratio and classes (store and ratio required)",
-                                 fix=example)
+            raise MedvisionError(
+                f"{KEY} has keys {sorted(spec)}; it takes store, ratio and classes (store and ratio required)",
+                fix=example,
+            )
         ratio = spec["ratio"]
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not float(ratio) >= 0.0:
-            raise MedvisionError(f"{KEY}.ratio={ratio!r} must be a number >= 0 (synthetic / real training samples per class)",
-                                 fix=f"{KEY}.ratio=1.0 doubles each augmented class")
+            raise MedvisionError(
+                f"{KEY}.ratio={ratio!r} must be a number >= 0 (synthetic / real training samples per class)",
+                fix=f"{KEY}.ratio=1.0 doubles each augmented class",
+            )
         classes = spec.get("classes")
         if classes is not None:
             classes = (classes,) if isinstance(classes, (int, str)) else tuple(classes)
@@ -90,7 +94,8 @@ class SyntheticMix:
             raise MedvisionError(f"{KEY}.store: {err.message}", fix=err.fix) from err
         if list(store.class_names) != list(label_names):
             raise MedvisionError(
-                f"{KEY}.store={self.store} holds classes {store.class_names}, but this data's classes are {list(label_names)}",
+                f"{KEY}.store={self.store} holds classes {store.class_names}, "
+                f"but this data's classes are {list(label_names)}",
                 fix="generate the store from a GAN trained on this data (same data config), or point to that store",
             )
         return store
@@ -108,13 +113,14 @@ class SyntheticMix:
         """
         chosen = []
         for c in self.class_indices(label_names):
-            wanted = int(round(self.ratio * real_counts.get(c, 0)))
+            wanted = round(self.ratio * real_counts.get(c, 0))
             members = np.flatnonzero(store.labels == c)
             if len(members) < wanted:
                 raise MedvisionError(
                     f"{KEY}.store={self.store} holds {len(members)} samples of class {label_names[c]!r}, but "
                     f"{KEY}.ratio={self.ratio:g} x {real_counts.get(c, 0)} real training samples needs {wanted}",
-                    fix=f"generate at least {wanted} per class (medvision-generate n_per_class={wanted}) or lower {KEY}.ratio",
+                    fix=f"generate at least {wanted} per class (medvision-generate n_per_class={wanted}) "
+                    f"or lower {KEY}.ratio",
                 )
             chosen.append(members[:wanted])
         return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
@@ -215,31 +221,44 @@ class TrainingSplit:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{"original"|"real"|"synthetic": {class name: samples}}`` of the training split."""
+
         def per_class(labels: np.ndarray) -> dict[str, int]:
             return {name: int((labels == i).sum()) for i, name in enumerate(self.label_names)}
 
-        return {"original": per_class(self.labels), "real": per_class(self.labels[self.real]),
-                "synthetic": per_class(self.synthetic_labels)}
+        return {
+            "original": per_class(self.labels),
+            "real": per_class(self.labels[self.real]),
+            "synthetic": per_class(self.synthetic_labels),
+        }
 
     def hyperparameters(self) -> dict[str, int]:
         """The counts as flat logger hyperparameters ``data/train_{real,synthetic}_<class>``."""
-        from medvision.metrics.classification import safe_name
+        from medvision.utils.names import safe_name
 
         counts = self.counts()
-        return {f"data/train_{kind}_{safe_name(name)}": n for kind in ("real", "synthetic")
-                for name, n in counts[kind].items()}
+        return {
+            f"data/train_{kind}_{safe_name(name)}": n
+            for kind in ("real", "synthetic")
+            for name, n in counts[kind].items()
+        }
 
     def summary(self) -> dict[str, Any]:
         """The counts, the options that made them and the synthetic ids (``data.counts_report``)."""
         synthetic = None
         if self.mix is not None:
-            synthetic = {"store": str(self.mix.store), "ratio": self.mix.ratio,
-                         "classes": [self.label_names[c] for c in self.mix.class_indices(self.label_names)],
-                         "ids": [f"synthetic/{int(k)}" for k in (self.synthetic if self.synthetic is not None else [])]}
+            synthetic = {
+                "store": str(self.mix.store),
+                "ratio": self.mix.ratio,
+                "classes": [self.label_names[c] for c in self.mix.class_indices(self.label_names)],
+                "ids": [f"synthetic/{int(k)}" for k in (self.synthetic if self.synthetic is not None else [])],
+            }
         imbalance = None
         if self.imbalance is not None:
-            imbalance = {"class": self.label_names[class_index(self.imbalance.klass, self.label_names, "data.imbalance.class")],
-                         "keep": self.imbalance.keep, "seed": self.imbalance.seed}
+            imbalance = {
+                "class": self.label_names[class_index(self.imbalance.klass, self.label_names, "data.imbalance.class")],
+                "keep": self.imbalance.keep,
+                "seed": self.imbalance.seed,
+            }
         return {"train": self.counts(), "imbalance": imbalance, "synthetic": synthetic}
 
     def print_table(self) -> None:
@@ -257,8 +276,9 @@ class TrainingSplit:
         Console().print(table)
 
 
-def training_split(labels: np.ndarray, label_names: Sequence[str], task: str, imbalance: Imbalance | None,
-                   mix: SyntheticMix | None) -> TrainingSplit | None:
+def training_split(
+    labels: np.ndarray, label_names: Sequence[str], task: str, imbalance: Imbalance | None, mix: SyntheticMix | None
+) -> TrainingSplit | None:
     """Compose the training split from its real labels, a down-sampling and a synthetic mix.
 
     Args:

@@ -1,10 +1,11 @@
-"""Data: manifests, splits, dataset sources and the DataModule."""
+"""Data: one DataModule base, the DataModules that supply records, manifests, splits, sampling,
+transforms, the data audit and dataset sources."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["VolumeDataModule"]
+__all__ = ["MedvisionDataModule", "VolumeDataModule"]
 
 
 def __getattr__(name: str) -> Any:
@@ -13,4 +14,8 @@ def __getattr__(name: str) -> Any:
         from medvision.data.datamodule import VolumeDataModule
 
         return VolumeDataModule
+    if name == "MedvisionDataModule":
+        from medvision.data.base import MedvisionDataModule
+
+        return MedvisionDataModule
     raise AttributeError(name)

@@ -4,34 +4,24 @@ The base of the DataModules whose samples fit in memory as ``{split: (images, la
 arrays (:class:`medvision.data.medmnist.MedMNISTDataModule`, the official ``.npz`` files;
 :class:`medvision.data.dicom_modality.DicomModalityDataModule`, decoded DICOM frames). A
 subclass reads its arrays and says what they are (label names, task, channels, 2D/3D); this
-class turns them into MONAI datasets (optionally cached), a class-balanced sampler and loaders.
+class turns them into sample dictionaries (:class:`ArraySamples`), composes the training split
+(``imbalance``, ``synthetic``) and weighs a class-balanced draw; transforms, cache, samplers and
+loaders are the DataModule base's (:class:`medvision.data.base.MedvisionDataModule`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import numpy as np
 
-from medvision.data.loaders import check_loader
-from medvision.utils.errors import MedvisionError
+from medvision.data.base import CacheMode, MedvisionDataModule
+from medvision.data.loaders import LoaderKind
 
 if TYPE_CHECKING:
     from medvision.augment.mixing import TrainingSplit
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-CACHES: tuple[str, ...] = ("none", "memory", "disk")
-
-
-def transform_steps(spec: Mapping[str, Callable | None] | Sequence[Callable | None] | None) -> list[Callable]:
-    """The transforms of a config mapping name -> transform (or a list), ``None`` entries dropped."""
-    if spec is None:
-        return []
-    steps = spec.values() if isinstance(spec, Mapping) else spec
-    return [t for t in steps if t is not None]
 
 
 class ArraySamples(Sequence):
@@ -47,8 +37,16 @@ class ArraySamples(Sequence):
         ids: one id per sample.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, split: str, spatial_dims: int, multilabel: bool,
-                 as_rgb: bool, ids: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        split: str,
+        spatial_dims: int,
+        multilabel: bool,
+        as_rgb: bool,
+        ids: Sequence[str] | None = None,
+    ) -> None:
         self.images, self.labels, self.split = images, labels, split
         self.spatial_dims, self.multilabel, self.as_rgb = spatial_dims, multilabel, as_rgb
         self.ids = list(ids) if ids is not None else None
@@ -66,7 +64,7 @@ class ArraySamples(Sequence):
         return {"image": image.astype(np.float32), "label": label, "id": sample_id}
 
 
-class ArrayClassificationDataModule(pl.LightningDataModule):
+class ArrayClassificationDataModule(MedvisionDataModule):
     """Datasets and loaders of in-memory classification arrays; subclasses provide the arrays.
 
     A subclass implements :attr:`arrays` (``{split: (images, labels)}``), :attr:`label_names`,
@@ -106,44 +104,35 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         balanced_sampler: bool = False,
-        cache: str = "none",
+        cache: CacheMode = "none",
         cache_dir: str | Path | None = None,
-        loader: str = "torch",
+        loader: LoaderKind = "torch",
         imbalance: Mapping[str, Any] | None = None,
         synthetic: Mapping[str, Any] | None = None,
         counts_report: str | Path | None = None,
     ) -> None:
-        super().__init__()
-        transforms = transforms or {}
-        self.load_transforms = transform_steps(transforms.get("load"))
-        self.augment_transforms = transform_steps(transforms.get("augment"))
+        super().__init__(
+            transforms=transforms,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            loader=loader,
+            cache=cache,
+            cache_dir=cache_dir,
+        )
         self.as_rgb = as_rgb
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.num_workers = num_workers
-        self.loader = check_loader(loader)
-        self.pin_memory = pin_memory
         self.balanced_sampler = balanced_sampler
-        if cache not in CACHES:
-            raise MedvisionError(f"data.cache={cache!r} is not one of {'|'.join(CACHES)}", fix="data.cache=none")
-        self.cache = cache
-        self.cache_dir = Path(cache_dir) if cache_dir else Path(".cache")
         # read (and checked) when the training split is first composed, not here: an error raised
         # inside Hydra's instantiate() would reach the user wrapped in its InstantiationException
         self.imbalance, self.synthetic = imbalance, synthetic
         self.counts_report = Path(counts_report) if counts_report else None
-        self.datasets: dict[str, Any] = {}
         self._train_split: TrainingSplit | None = None
 
     # -- what a subclass provides -------------------------------------------------------------
     @property
     def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{split: (images, labels)}`` for ``train``, ``val`` and ``test``."""
-        raise NotImplementedError
-
-    @property
-    def label_names(self) -> list[str]:
-        """Class names (index = label value), or label names for a multi-label task."""
         raise NotImplementedError
 
     @property
@@ -177,9 +166,8 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         return 3 if self.as_rgb else self.source_channels
 
     def model_kwargs(self) -> dict[str, Any]:
-        """What a model must know of this data: passed by ``run()`` to the model's constructor."""
-        return {"label_names": self.label_names, "in_channels": self.in_channels, "task": self.task,
-                "spatial_dims": self.spatial_dims}
+        """What a model must know of this data: label names, channels, task and 2D/3D."""
+        return {**super().model_kwargs(), "task": self.task, "spatial_dims": self.spatial_dims}
 
     def training_split(self) -> TrainingSplit | None:
         """The training split's composition: real samples kept by ``imbalance``, synthetic ones mixed in.
@@ -190,8 +178,13 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
             from medvision.augment.imbalance import Imbalance
             from medvision.augment.mixing import SyntheticMix, training_split
 
-            self._train_split = training_split(self.arrays["train"][1], self.label_names, self.task,
-                                               Imbalance.from_config(self.imbalance), SyntheticMix.from_config(self.synthetic))
+            self._train_split = training_split(
+                self.arrays["train"][1],
+                self.label_names,
+                self.task,
+                Imbalance.from_config(self.imbalance),
+                SyntheticMix.from_config(self.synthetic),
+            )
         return self._train_split
 
     def train_labels(self) -> np.ndarray:
@@ -204,16 +197,9 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
             return self.arrays["train"][1]
         return np.concatenate([split.labels[split.real], split.synthetic_labels])
 
-    def dataset(self, split: str, train: bool = False) -> Any:
-        """MONAI ``Dataset`` of ``split`` with the evaluation (or training) transform.
-
-        The ``train`` split holds the real samples kept by ``imbalance`` followed by the
-        ``synthetic`` samples (already in model-input space: they skip ``load`` and get only
-        the ``augment`` transforms when ``train``). Other splits are the data's own.
-        """
-        from monai.data import CacheDataset, Dataset, PersistentDataset
-        from monai.transforms import Compose
-
+    # -- MedvisionDataModule -------------------------------------------------------------------
+    def samples(self, split: str) -> ArraySamples:
+        """The real samples of ``split``; for ``train``, those ``imbalance`` keeps."""
         images, labels = self.arrays[split]
         ids = self.sample_ids(split)
         composition = self.training_split() if split == "train" else None
@@ -221,20 +207,29 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
             kept = composition.real
             images, labels = images[kept], labels[kept]
             ids = [ids[k] for k in kept] if ids is not None else [f"{split}/{k}" for k in kept]
-        samples = ArraySamples(images, labels, split, self.spatial_dims, self.task == "multilabel", self.as_rgb, ids)
-        transform = Compose(self.load_transforms + (self.augment_transforms if train else []))
-        if self.cache == "memory":
-            real = CacheDataset(samples, transform, progress=False, copy_cache=True)  # type: ignore[arg-type]
-        elif self.cache == "disk":
-            from monai.data.utils import json_hashing
+        return ArraySamples(images, labels, split, self.spatial_dims, self.task == "multilabel", self.as_rgb, ids)
 
-            folder = self.cache_dir / f"{self.cache_name}_{split}"
-            real = PersistentDataset(samples, transform, cache_dir=folder, hash_transform=json_hashing)  # type: ignore[arg-type]
-        else:
-            real = Dataset(samples, transform)  # type: ignore[arg-type]
-        if composition is None or composition.store is None or composition.synthetic is None or not len(composition.synthetic):
+    def cache_folder(self, split: str) -> Path:
+        """``<cache_dir>/<cache_name>_<split>`` (``cache_dir`` defaults to ``.cache``)."""
+        return (self.cache_dir or Path(".cache")) / f"{self.cache_name}_{split}"
+
+    def dataset(self, split: str, train: bool = False) -> Any:
+        """MONAI ``Dataset`` of ``split`` with the evaluation (or training) transform.
+
+        The ``train`` split holds the real samples kept by ``imbalance`` followed by the
+        ``synthetic`` samples (already in model-input space: they skip ``load`` and get only
+        the ``augment`` transforms when ``train``). Other splits are the data's own.
+        """
+        real = super().dataset(split, train)
+        composition = self.training_split() if split == "train" else None
+        if (
+            composition is None
+            or composition.store is None
+            or composition.synthetic is None
+            or not len(composition.synthetic)
+        ):
             return real
-        return self._with_synthetic(real, samples, composition, train)
+        return self._with_synthetic(real, self.samples(split), composition, train)
 
     def _with_synthetic(self, real: Any, samples: ArraySamples, composition: TrainingSplit, train: bool) -> Any:
         """``real`` followed by the synthetic samples (checked against a real sample after ``load``)."""
@@ -245,10 +240,12 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
         from medvision.augment.mixing import SyntheticSamples, check_shape
 
         assert composition.store is not None and composition.synthetic is not None and composition.mix is not None
-        like = Compose(self.load_transforms)(samples[0])  # a real training sample in model-input space
+        like = self.eval_transform()(samples[0])  # a real training sample in model-input space
         check_shape(composition.store, like["image"], composition.mix, self.as_rgb)
-        synthetic = Dataset(SyntheticSamples(composition.store, composition.synthetic, like, self.as_rgb),  # type: ignore[arg-type]
-                            Compose(self.augment_transforms if train else []))
+        synthetic = Dataset(
+            SyntheticSamples(composition.store, composition.synthetic, like, self.as_rgb),  # type: ignore[arg-type]
+            Compose(self.augment_transforms if train else []),
+        )
         return ConcatDataset([real, synthetic])
 
     def _report_counts(self) -> None:
@@ -266,50 +263,15 @@ class ArrayClassificationDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (and report the training split's counts per class)."""
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage or "", SPLITS)
-        for split in wanted:
-            if split not in self.datasets:
-                self.datasets[split] = self.dataset(split, train=split == "train")
-                if split == "train":
-                    self._report_counts()
+        built = "train" in self.datasets
+        super().setup(stage)
+        if not built and "train" in self.datasets:
+            self._report_counts()
 
-    def _sampler(self) -> Any:
-        """Training sampler: the epoch's order (or class-balanced draw) is a function of the run's
-        seed and the epoch, split over DDP ranks (:class:`medvision.data.sampling.EpochSampler`)."""
-        from medvision.data.sampling import EpochSampler, resumed_batches
-
-        size, skip = len(self.datasets["train"]), resumed_batches(self.trainer) * self.batch_size
+    def sample_weights(self) -> np.ndarray | None:
+        """With ``balanced_sampler`` (single-label tasks): each training sample's inverse class frequency."""
         if not self.balanced_sampler or self.task == "multilabel":
-            return EpochSampler(size, skip=skip)
+            return None
         labels = np.asarray(self.train_labels()).reshape(-1).astype(np.int64)
         counts = np.bincount(labels, minlength=len(self.label_names)).astype(np.float64)
-        return EpochSampler(size, weights=1.0 / np.maximum(counts[labels], 1.0), skip=skip)
-
-    def _loader(self, dataset: Any, batch_size: int, sampler: Any, kind: str = "torch") -> Any:
-        from medvision.data.loaders import make_loader
-
-        return make_loader(dataset, batch_size, sampler, self.num_workers, self.pin_memory, kind=kind)
-
-    def _eval_loader(self, split: str) -> Any:
-        from medvision.data.sampling import eval_sampler
-
-        return self._loader(self.datasets[split], self.val_batch_size, eval_sampler(self.datasets[split]))
-
-    def train_dataloader(self) -> Any:
-        """Shuffled (or class-balanced) training batches; order and augmentation are a function of
-        the run's seed and the epoch."""
-        from medvision.data.sampling import SeededDataset
-
-        return self._loader(SeededDataset(self.datasets["train"]), self.batch_size, self._sampler(), kind=self.loader)
-
-    def val_dataloader(self) -> Any:
-        """Validation batches, in order, each sample once over all DDP ranks."""
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> Any:
-        """Test batches, in order, each sample once over all DDP ranks."""
-        return self._eval_loader("test")
-
-    def predict_dataloader(self) -> Any:
-        """The test split, for prediction."""
-        return self._eval_loader("test")
+        return 1.0 / np.maximum(counts[labels], 1.0)

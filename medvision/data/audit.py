@@ -30,6 +30,7 @@ a second audit of unchanged files reads no image data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -178,10 +179,15 @@ class AuditReport:
 
     def summary(self) -> str:
         """One line: cases, files, problem counts, time and cache use."""
-        found = (f"{len(self.errors)} error(s) in {len(self.bad_indices)} case(s), {len(self.warnings)} warning(s)"
-                 if self.problems else "no problems")
-        return (f"data audit of {self.num_cases} cases ({self.num_files} files): {found} "
-                f"[{self.seconds:.2f} s, {self.files_read} files read, {self.files_cached} cached]")
+        found = (
+            f"{len(self.errors)} error(s) in {len(self.bad_indices)} case(s), {len(self.warnings)} warning(s)"
+            if self.problems
+            else "no problems"
+        )
+        return (
+            f"data audit of {self.num_cases} cases ({self.num_files} files): {found} "
+            f"[{self.seconds:.2f} s, {self.files_read} files read, {self.files_cached} cached]"
+        )
 
     def print(self, root: str | Path | None = None) -> None:
         """Print the summary line and, if anything was found, a table of every problem.
@@ -214,14 +220,16 @@ class AuditReport:
 
     def error(self, report_path: str | None = None) -> MedvisionError:
         """A :class:`MedvisionError` counting the errors and naming every bad file."""
-        lines = [f"  {p.case or '(dataset)'}: {p.check}: {p.message}" + (f" [{p.file}]" if p.file else "")
-                 for p in self.errors]
+        lines = [
+            f"  {p.case or '(dataset)'}: {p.check}: {p.message}" + (f" [{p.file}]" if p.file else "")
+            for p in self.errors
+        ]
         where = f"; report: {report_path}" if report_path else ""
         return MedvisionError(
             f"the data audit found {len(self.errors)} error(s) in {len(self.bad_indices)} of {self.num_cases} cases "
             f"of {self.source}{where}:\n" + "\n".join(lines),
             fix="repair or remove these cases, or set data.on_invalid=skip to train without them "
-                "(check a dataset alone: medvision-data validate <overrides>)",
+            "(check a dataset alone: medvision-data validate <overrides>)",
         )
 
 
@@ -335,10 +343,8 @@ class _SummaryCache:
             return
         from medvision.utils.io import atomic_write_json
 
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache folder only costs speed
             atomic_write_json(self.path, {"version": CACHE_VERSION, "files": self.used})
-        except OSError:
-            pass  # a read-only cache folder only costs speed
 
 
 def cache_file(cache_dir: str | Path, source: str | Path) -> Path:
@@ -362,7 +368,7 @@ def _summaries(
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, min(num_threads, len(todo)))) as pool:
             results = list(pool.map(lambda t: summarize_file(t[0], t[1]), todo))
-        for (path, role, fingerprint), summary in zip(todo, results):
+        for (path, role, fingerprint), summary in zip(todo, results, strict=True):
             out[(path, role)] = summary
             cache.put(path, role, summary, fingerprint)
     return out, len(todo)
@@ -387,25 +393,49 @@ def _pair_problems(
     found: list[tuple[str, str, str, str]] = []
     ishape, lshape = tuple(img["shape"]), tuple(lab["shape"])
     if spatial_dims is not None and len(lshape) != spatial_dims:
-        found.append(("error", "dims", "label", f"the label map is {len(lshape)}-D {list(lshape)}, "
-                                                f"data.spatial_dims={spatial_dims}"))
+        found.append(
+            (
+                "error",
+                "dims",
+                "label",
+                f"the label map is {len(lshape)}-D {list(lshape)}, data.spatial_dims={spatial_dims}",
+            )
+        )
     if len(ishape) < len(lshape) or ishape[: len(lshape)] != lshape:
         found.append(("error", "shape", "label", f"image shape {list(ishape)} and label shape {list(lshape)} differ"))
     else:
-        channels = int(np.prod(ishape[len(lshape):], dtype=np.int64))
+        channels = int(np.prod(ishape[len(lshape) :], dtype=np.int64))
         if channels != num_channels:
-            found.append(("error", "channels", "image", f"the image has {channels} channel(s) {list(ishape)}, "
-                                                        f"the dataset declares {num_channels}"))
+            found.append(
+                (
+                    "error",
+                    "channels",
+                    "image",
+                    f"the image has {channels} channel(s) {list(ishape)}, the dataset declares {num_channels}",
+                )
+            )
         diff = float(np.max(np.abs(np.asarray(img["affine"]) - np.asarray(lab["affine"]))))
         if not diff <= affine_tol:
-            found.append(("error", "affine", "label", f"image and label affines differ by up to {diff:.4g} "
-                                                      f"(tolerance {affine_tol:g})"))
+            found.append(
+                (
+                    "error",
+                    "affine",
+                    "label",
+                    f"image and label affines differ by up to {diff:.4g} (tolerance {affine_tol:g})",
+                )
+            )
     spacing = _spacing(np.asarray(img["affine"]), len(lshape))
     if not all(np.isfinite(s) and s > 0 for s in spacing):
         found.append(("error", "spacing", "image", f"voxel spacing {spacing} is not positive and finite"))
     elif max(spacing) > max_spacing:
-        found.append(("warning", "spacing", "image", f"voxel spacing {[round(s, 3) for s in spacing]} mm exceeds "
-                                                     f"{max_spacing:g} mm"))
+        found.append(
+            (
+                "warning",
+                "spacing",
+                "image",
+                f"voxel spacing {[round(s, 3) for s in spacing]} mm exceeds {max_spacing:g} mm",
+            )
+        )
     if img["nonfinite"]:
         found.append(("error", "finite", "image", f"{img['nonfinite']} NaN/Inf voxel(s) in the image"))
     elif img["min"] is not None and img["min"] == img["max"]:
@@ -413,15 +443,28 @@ def _pair_problems(
     if lab["nonfinite"]:
         found.append(("error", "finite", "label", f"{lab['nonfinite']} NaN/Inf voxel(s) in the label map"))
     elif not lab.get("integer", True):
-        found.append(("error", "labels", "label", "the label map holds non-integer values "
-                                                  f"(range {lab['min']:g}..{lab['max']:g}; saved with interpolation?)"))
+        found.append(
+            (
+                "error",
+                "labels",
+                "label",
+                "the label map holds non-integer values "
+                f"(range {lab['min']:g}..{lab['max']:g}; saved with interpolation?)",
+            )
+        )
     else:
         values = lab.get("values", [])
         bad = [v for v in values if not 0 <= v < num_classes]
         if bad or lab.get("num_values", 0) > MAX_LABEL_VALUES:
             shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
-            found.append(("error", "labels", "label", f"label values {shown} outside 0..{num_classes - 1} "
-                                                      f"(the dataset declares {num_classes} labels)"))
+            found.append(
+                (
+                    "error",
+                    "labels",
+                    "label",
+                    f"label values {shown} outside 0..{num_classes - 1} (the dataset declares {num_classes} labels)",
+                )
+            )
         elif values and max(values) == 0:
             found.append(("warning", "empty", "label", "the label map is empty (background only)"))
     return found
@@ -464,8 +507,18 @@ def audit(
 
     def add(severity: str, check: str, index: int | None, message: str, file: str = "", fix: str | None = None) -> None:
         case = records[index]["id"] if index is not None else ""
-        problems.append(Problem(severity, check, message, fix or _FIX[check], str(case), file,  # type: ignore[arg-type]
-                                split_of.get(index, "") if index is not None else "", index))
+        problems.append(
+            Problem(
+                severity,
+                check,
+                message,
+                fix or _FIX[check],
+                str(case),
+                file,  # type: ignore[arg-type]
+                split_of.get(index, "") if index is not None else "",
+                index,
+            )
+        )
 
     # 1. files exist; read (or recall) what is needed from each
     present: list[tuple[str, str]] = []
@@ -480,7 +533,11 @@ def audit(
     cache.save()
 
     if label_names is None:
-        tops = [int(max(s.get("values") or [0])) for (p, role), s in summaries.items() if role == "label" and "error" not in s]
+        tops = [
+            int(max(s.get("values") or [0]))
+            for (p, role), s in summaries.items()
+            if role == "label" and "error" not in s
+        ]
         label_names = default_label_names(max(tops, default=1))
     num_classes = len(label_names)
 
@@ -492,8 +549,9 @@ def audit(
                 add("error", "readable", i, f"cannot read the {key}: {summary['error']}", str(r[key]))
         if any(s is None or "error" in s for s in pair.values()):
             continue
-        for severity, check, key, message in _pair_problems(pair["image"], pair["label"], num_classes, num_channels,
-                                                            spatial_dims, affine_tol, max_spacing):
+        for severity, check, key, message in _pair_problems(
+            pair["image"], pair["label"], num_classes, num_channels, spatial_dims, affine_tol, max_spacing
+        ):
             fix = _FIX.get(f"{check}_large" if severity == "warning" and check == "spacing" else check)
             if check == "labels":
                 fix = _FIX["labels_integer" if "integer" in message else "labels_range"]
@@ -520,9 +578,11 @@ def _split_rank(split: str) -> int:
     return _SPLIT_ORDER.index(split) if split in _SPLIT_ORDER else len(_SPLIT_ORDER)
 
 
-def _dataset_problems(records: list[Record], split_of: dict[int, str], summaries: dict[tuple[str, str], dict[str, Any]],
-                      add: Any) -> None:
+def _dataset_problems(
+    records: list[Record], split_of: dict[int, str], summaries: dict[tuple[str, str], dict[str, Any]], add: Any
+) -> None:
     """Duplicate entries and leakage across splits (files, subjects, identical image content)."""
+
     def first_first(indices: list[int]) -> list[int]:
         return sorted(indices, key=lambda i: (_split_rank(split_of.get(i, "")), i))
 
@@ -539,8 +599,13 @@ def _dataset_problems(records: list[Record], split_of: dict[int, str], summaries
                     continue  # the whole entry is repeated: reported once, for the image
                 where, there = split_of.get(i, ""), split_of.get(keep, "")
                 if where and there and where != there:
-                    add("error", "leakage", i, f"the {key} file is also case {records[keep]['id']} of the {there} "
-                                               f"split (this case: {where})", file)
+                    add(
+                        "error",
+                        "leakage",
+                        i,
+                        f"the {key} file is also case {records[keep]['id']} of the {there} split (this case: {where})",
+                        file,
+                    )
                 else:
                     add("error", "unique", i, f"the {key} file is listed twice (also case {records[keep]['id']})", file)
 
@@ -570,11 +635,23 @@ def _dataset_problems(records: list[Record], split_of: dict[int, str], summaries
             if str(records[i]["image"]) == str(records[keep]["image"]):
                 continue
             if where and there and where != there:
-                add("error", "leakage", i, f"the image has the same voxels as case {records[keep]['id']} of the "
-                                           f"{there} split (a copy of one scan under two names)", str(records[i]["image"]))
+                add(
+                    "error",
+                    "leakage",
+                    i,
+                    f"the image has the same voxels as case {records[keep]['id']} of the "
+                    f"{there} split (a copy of one scan under two names)",
+                    str(records[i]["image"]),
+                )
             else:
-                add("warning", "unique", i, f"the image has the same voxels as case {records[keep]['id']} "
-                                            "(a copy of one scan?)", str(records[i]["image"]), _FIX["leakage"])
+                add(
+                    "warning",
+                    "unique",
+                    i,
+                    f"the image has the same voxels as case {records[keep]['id']} (a copy of one scan?)",
+                    str(records[i]["image"]),
+                    _FIX["leakage"],
+                )
 
     by_id: dict[str, list[int]] = {}
     for i, r in enumerate(records):

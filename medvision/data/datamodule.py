@@ -1,43 +1,35 @@
-"""``VolumeDataModule``: records -> split -> audit -> MONAI transforms -> cache -> DataLoaders.
+"""``VolumeDataModule``: records -> split -> audit, for 2D/3D images and label maps.
 
-It knows files, splits and transforms, and nothing about networks. Transforms arrive as two
-lists of MONAI dict transforms (instantiated from config): ``load`` (deterministic
-preprocessing, cached) and ``augment`` (random, training only). Before any of them runs, every
-case is checked by the data audit (:mod:`medvision.data.audit`).
+It knows files, splits and records, and nothing about networks. The records of each split
+(``{"image": path, "label": path, "subject", "id"}``) go to the DataModule base
+(:class:`medvision.data.base.MedvisionDataModule`), which owns the MONAI transforms (``load``:
+deterministic preprocessing, cached; ``augment``: random, training only), the cache, the
+samplers and the loaders. Before any transform runs, every case is checked by the data audit
+(:mod:`medvision.data.audit`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
-from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
-from monai.transforms import Compose
 
 from medvision.data.audit import AuditReport, audit
-from medvision.data.loaders import check_loader, make_loader
+from medvision.data.base import CacheMode, MedvisionDataModule, SpatialDims
+from medvision.data.loaders import LoaderKind
 from medvision.data.records import DatasetInfo, Record, read_csv, read_msd
-from medvision.data.sampling import EpochSampler, SeededDataset, eval_sampler, resumed_batches
 from medvision.data.sources import DatasetSource, prepare
 from medvision.data.splits import SPLITS, group_split
 from medvision.utils.errors import MedvisionError
+from medvision.utils.validate import check_choice
 
-CacheMode = Literal["none", "memory", "disk"]
+#: what a case that fails the data audit does (``data.on_invalid``)
 InvalidPolicy = Literal["error", "skip"]
 
 
-def _steps(spec: Mapping[str, Callable | None] | Sequence[Callable | None] | None) -> list[Callable]:
-    """Transforms of a config step mapping (or list), in order, without switched-off (None) steps."""
-    if spec is None:
-        return []
-    steps = spec.values() if isinstance(spec, Mapping) else spec
-    return [t for t in steps if t is not None]
-
-
-class VolumeDataModule(pl.LightningDataModule):
+class VolumeDataModule(MedvisionDataModule):
     """A LightningDataModule of 2D/3D images and label maps from an MSD folder or a CSV manifest.
 
     Args:
@@ -79,7 +71,7 @@ class VolumeDataModule(pl.LightningDataModule):
         manifest: str | None = None,
         source: DatasetSource | None = None,
         label_names: Sequence[str] | None = None,
-        spatial_dims: int = 3,
+        spatial_dims: SpatialDims = 3,
         transforms: Mapping[str, Any] | None = None,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
@@ -89,7 +81,7 @@ class VolumeDataModule(pl.LightningDataModule):
         batch_size: int = 2,
         val_batch_size: int = 1,
         num_workers: int = 0,
-        loader: str = "torch",
+        loader: LoaderKind = "torch",
         cache: CacheMode = "memory",
         cache_dir: str | None = None,
         pin_memory: bool = False,
@@ -99,32 +91,31 @@ class VolumeDataModule(pl.LightningDataModule):
         audit_report: str | None = None,
         audit_cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            transforms=transforms,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            loader=loader,
+            cache=cache,
+            cache_dir=cache_dir,
+        )
         if root is None and manifest is None:
-            raise MedvisionError("the data config sets neither data.root nor data.manifest",
-                                 fix="set data.root=<folder holding dataset.json> or data.manifest=<file.csv>")
-        if cache not in ("none", "memory", "disk"):
-            raise MedvisionError(f"data.cache={cache!r} is not one of none|memory|disk", fix="data.cache=memory")
-        if on_invalid not in ("error", "skip"):
-            raise MedvisionError(f"data.on_invalid={on_invalid!r} is not one of error|skip", fix="data.on_invalid=error")
+            raise MedvisionError(
+                "the data config sets neither data.root nor data.manifest",
+                fix="set data.root=<folder holding dataset.json> or data.manifest=<file.csv>",
+            )
         self.root = root
         self.manifest = manifest
         self.source = source
         self.label_names_override = list(label_names) if label_names else None
         self.spatial_dims = spatial_dims
-        transforms = transforms or {}
-        self.load_transforms = _steps(transforms.get("load"))
-        self.augment_transforms = _steps(transforms.get("augment"))
-        self.split_args = dict(val_fraction=val_fraction, test_fraction=test_fraction, num_folds=num_folds, fold=fold, seed=split_seed)
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size
-        self.num_workers = num_workers
-        self.loader = check_loader(loader)
-        self.cache = cache
-        self.cache_dir = cache_dir
-        self.pin_memory = pin_memory
+        self.split_args = dict(
+            val_fraction=val_fraction, test_fraction=test_fraction, num_folds=num_folds, fold=fold, seed=split_seed
+        )
         self.patch_size = list(patch_size) if patch_size else None
-        self.on_invalid = on_invalid
+        self.on_invalid = check_choice("data.on_invalid", on_invalid, InvalidPolicy)
         self.audit = audit
         self.audit_report = audit_report
         self.audit_cache_dir = audit_cache_dir
@@ -132,7 +123,6 @@ class VolumeDataModule(pl.LightningDataModule):
         self.audit_result: AuditReport | None = None
         self._info: DatasetInfo | None = None
         self._splits: dict[str, list[Record]] | None = None
-        self.datasets: dict[str, Dataset] = {}
 
     # ----------------------------------------------------------------- records and splits
     def prepare_data(self) -> None:
@@ -144,8 +134,9 @@ class VolumeDataModule(pl.LightningDataModule):
         """Every record of the manifest; with the audit on, missing files are left for it to report."""
         self.prepare_data()
         if self.manifest is not None:
-            return read_csv(self.manifest, self.label_names_override, require_files=not self.audit,
-                            infer_label_names=not self.audit)
+            return read_csv(
+                self.manifest, self.label_names_override, require_files=not self.audit, infer_label_names=not self.audit
+            )
         return read_msd(self.root, require_files=not self.audit)  # type: ignore[arg-type]
 
     def run_audit(self, raw: DatasetInfo | None = None, split: dict[str, list[int]] | None = None) -> AuditReport:
@@ -199,8 +190,10 @@ class VolumeDataModule(pl.LightningDataModule):
                 keep -= set(report.bad_indices)
                 if rank_zero_only.rank == 0:
                     where = f"; report: {self.audit_report}" if self.audit_report else ""
-                    print(f"data.on_invalid=skip: going on without {len(report.bad_indices)} of {len(raw.records)} "
-                          f"cases ({', '.join(report.bad_cases)}){where}")
+                    print(
+                        f"data.on_invalid=skip: going on without {len(report.bad_indices)} of {len(raw.records)} "
+                        f"cases ({', '.join(report.bad_cases)}){where}"
+                    )
         records = [r for i, r in enumerate(raw.records) if i in keep]
         self._info = DatasetInfo(records, list(label_names), raw.modalities, raw.name, raw.source)
         self._splits = {s: [raw.records[i] for i in split[s] if i in keep] for s in SPLITS}
@@ -228,10 +221,6 @@ class VolumeDataModule(pl.LightningDataModule):
         """Number of image channels."""
         return self.info.in_channels
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """What a model must know of this data: passed by ``run()`` to the model's constructor."""
-        return {"label_names": self.label_names, "in_channels": self.in_channels}
-
     @property
     def splits(self) -> dict[str, list[Record]]:
         """Records of each split (``train``, ``val``, ``test``), grouped by subject."""
@@ -240,39 +229,20 @@ class VolumeDataModule(pl.LightningDataModule):
         assert self._splits is not None
         return self._splits
 
-    # ----------------------------------------------------------------- datasets
-    def _dataset(self, records: list[Record], transform: Compose) -> Dataset:
-        if self.cache == "memory":
-            return CacheDataset(records, transform, progress=False, copy_cache=True)
-        if self.cache == "disk":
-            from monai.data.utils import json_hashing
+    # ----------------------------------------------------------------- MedvisionDataModule
+    def samples(self, split: str) -> list[Record]:
+        """The records of ``split`` (``LoadImaged`` in the ``load`` transforms reads their files)."""
+        return self.splits[split]
 
-            cache_dir = Path(self.cache_dir or Path(self.root or ".") / ".cache")
-            return PersistentDataset(records, transform, cache_dir=cache_dir, hash_transform=json_hashing)
-        return Dataset(records, transform)
+    def cache_folder(self, split: str) -> Path:
+        """``data.cache_dir``, else ``<root>/.cache`` (one folder for every split: entries are keyed by content)."""
+        return Path(self.cache_dir or Path(self.root or ".") / ".cache")
 
-    def eval_transform(self) -> Compose:
-        """The deterministic preprocessing used for validation, test and prediction."""
-        return Compose(self.load_transforms)
-
-    def train_transform(self) -> Compose:
-        """Preprocessing followed by the random augmentation."""
-        return Compose(self.load_transforms + self.augment_transforms)
-
-    def deterministic_dataset(self, split: str) -> Dataset:
-        """Records of ``split`` with the evaluation transform (no augmentation, no cache)."""
-        return Dataset(self.splits[split], self.eval_transform())
-
-    def setup(self, stage: str | None = None) -> None:
-        """Build the datasets the stage needs."""
-        if stage in (None, "fit") and "train" not in self.datasets:
-            self.datasets["train"] = self._dataset(self.splits["train"], self.train_transform())
-        if stage in (None, "fit", "validate") and "val" not in self.datasets:
-            self._require("val")
-            self.datasets["val"] = self._dataset(self.splits["val"], self.eval_transform())
-        if stage in (None, "test") and "test" not in self.datasets:
-            self._require("test")
-            self.datasets["test"] = self._dataset(self.splits["test"], self.eval_transform())
+    def dataset(self, split: str, train: bool = False) -> Any:
+        """MONAI dataset of ``split`` (cached as ``data.cache`` says); ``val`` and ``test`` must hold a case."""
+        if split != "train":
+            self._require(split)
+        return super().dataset(split, train)
 
     def _require(self, split: str) -> None:
         if not self.splits[split]:
@@ -281,23 +251,3 @@ class VolumeDataModule(pl.LightningDataModule):
                 f"the {split} split is empty ({n} subjects in {self.info.source})",
                 fix=f"raise data.{split}_fraction or add cases",
             )
-
-    # ----------------------------------------------------------------- loaders
-    def _loader(self, dataset: Any, batch_size: int, sampler: Any, kind: str = "torch") -> DataLoader:
-        return make_loader(dataset, batch_size, sampler, self.num_workers, self.pin_memory, kind=kind)
-
-    def train_dataloader(self) -> DataLoader:
-        """Training batches (patches, when the augmentation samples them): order and augmentation
-        are a function of the run's seed and the epoch (:class:`medvision.data.sampling.EpochSampler`),
-        split over DDP ranks."""
-        dataset = self.datasets["train"]
-        sampler = EpochSampler(len(dataset), skip=resumed_batches(self.trainer) * self.batch_size)
-        return self._loader(SeededDataset(dataset), self.batch_size, sampler, kind=self.loader)
-
-    def val_dataloader(self) -> DataLoader:
-        """Whole validation volumes, each once over all DDP ranks."""
-        return self._loader(self.datasets["val"], self.val_batch_size, eval_sampler(self.datasets["val"]))
-
-    def test_dataloader(self) -> DataLoader:
-        """Whole test volumes, each once over all DDP ranks."""
-        return self._loader(self.datasets["test"], self.val_batch_size, eval_sampler(self.datasets["test"]))

@@ -17,21 +17,24 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from medvision.data.arrays import SPLITS, ArrayClassificationDataModule
+from medvision.data.arrays import ArrayClassificationDataModule
+from medvision.data.base import CacheMode
+from medvision.data.loaders import LoaderKind
 from medvision.data.sources.dicom_modality import (
     DEFAULT_CLASSES,
     SOURCES,
     DicomFrame,
     DicomIndex,
+    DicomSource,
     class_of,
     fingerprint,
     index_dicom,
 )
-from medvision.data.splits import group_split
+from medvision.data.splits import SPLITS, group_split
 from medvision.utils.errors import MedvisionError
 
 
@@ -49,8 +52,12 @@ def load_or_build_index(cache_dir: Path | None, sources: Sequence[str], **option
         from medvision.utils.io import atomic_output
 
         with atomic_output(path) as tmp:
-            np.savez_compressed(tmp, images=index.images, frames=json.dumps([asdict(f) for f in index.frames]),
-                                skipped=json.dumps(index.skipped))
+            np.savez_compressed(
+                tmp,
+                images=index.images,
+                frames=json.dumps([asdict(f) for f in index.frames]),
+                skipped=json.dumps(index.skipped),
+            )
     return index
 
 
@@ -77,7 +84,7 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
 
     def __init__(
         self,
-        sources: Sequence[str] = SOURCES,
+        sources: Sequence[DicomSource] = SOURCES,
         classes: Mapping[str, Sequence[str]] | None = None,
         size: int = 64,
         max_frames: int | None = 16,
@@ -87,7 +94,7 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
         split_seed: int = 0,
         near_duplicate: float = 0.97,
         group_by_series: bool = True,
-        spatial_dims: int | None = 2,
+        spatial_dims: Literal[2] | None = 2,
         cache_dir: str | None = None,
         transforms: Mapping[str, Any] | None = None,
         as_rgb: bool = False,
@@ -96,22 +103,36 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         balanced_sampler: bool = False,
-        cache: str = "none",
+        cache: CacheMode = "none",
         imbalance: Mapping[str, Any] | None = None,
         synthetic: Mapping[str, Any] | None = None,
         counts_report: str | None = None,
-        loader: str = "torch",
+        loader: LoaderKind = "torch",
     ) -> None:
-        super().__init__(transforms=transforms, as_rgb=as_rgb, batch_size=batch_size, val_batch_size=val_batch_size,
-                         num_workers=num_workers, pin_memory=pin_memory, balanced_sampler=balanced_sampler,
-                         cache=cache, cache_dir=Path(cache_dir) / "dicom_modality_samples" if cache_dir else None,
-                         imbalance=imbalance, synthetic=synthetic, counts_report=counts_report, loader=loader)
+        super().__init__(
+            transforms=transforms,
+            as_rgb=as_rgb,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            balanced_sampler=balanced_sampler,
+            cache=cache,
+            cache_dir=Path(cache_dir) / "dicom_modality_samples" if cache_dir else None,
+            imbalance=imbalance,
+            synthetic=synthetic,
+            counts_report=counts_report,
+            loader=loader,
+        )
         if spatial_dims not in (None, 2):
-            raise MedvisionError(f"data.spatial_dims={spatial_dims} but the DICOM modality frames are 2D",
-                                 fix="set data.spatial_dims=2")
+            raise MedvisionError(
+                f"data.spatial_dims={spatial_dims} but the DICOM modality frames are 2D", fix="set data.spatial_dims=2"
+            )
         if min_identities < 3:
-            raise MedvisionError(f"data.min_identities={min_identities}: train, val and test each need an image of every class",
-                                 fix="data.min_identities=3 (or more)")
+            raise MedvisionError(
+                f"data.min_identities={min_identities}: train, val and test each need an image of every class",
+                fix="data.min_identities=3 (or more)",
+            )
         self.sources = list(sources)
         self.classes = {str(k): [str(v) for v in vals] for k, vals in (classes or DEFAULT_CLASSES).items()}
         self.size = size
@@ -137,8 +158,13 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
         if self._index is None:
             modalities = sorted({m for values in self.classes.values() for m in values})
             self._index = load_or_build_index(
-                self.index_cache_dir, self.sources, size=self.size, modalities=modalities, max_frames=self.max_frames,
-                near_duplicate=self.near_duplicate, by_series=self.group_by_series,
+                self.index_cache_dir,
+                self.sources,
+                size=self.size,
+                modalities=modalities,
+                max_frames=self.max_frames,
+                near_duplicate=self.near_duplicate,
+                by_series=self.group_by_series,
             )
         return self._index
 
@@ -169,8 +195,9 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
         labels = np.full(len(frames), -1, dtype=np.int64)
         for label, name in enumerate(kept):
             members = per_class[name]
-            chosen = group_split([frames[i].identity for i in members], self.val_fraction, self.test_fraction,
-                                 seed=self.split_seed)
+            chosen = group_split(
+                [frames[i].identity for i in members], self.val_fraction, self.test_fraction, seed=self.split_seed
+            )
             for s in SPLITS:
                 split[s].extend(members[k] for k in chosen[s])
             labels[members] = label
@@ -224,8 +251,13 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
     @property
     def cache_name(self) -> str:
         """The disk cache is per file list and options."""
-        return "dicom_modality_" + fingerprint(self.sources, size=self.size, max_frames=self.max_frames,
-                                               classes=sorted(self.classes.items()), seed=self.split_seed)
+        return "dicom_modality_" + fingerprint(
+            self.sources,
+            size=self.size,
+            max_frames=self.max_frames,
+            classes=sorted(self.classes.items()),
+            seed=self.split_seed,
+        )
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Per split and class: ``frames`` and distinct ``images`` (identities)."""

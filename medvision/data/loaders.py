@@ -12,19 +12,18 @@ so results do not depend on the loader.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from medvision.utils.errors import MedvisionError
+from medvision.utils.validate import check_choice
 
+#: the training loaders (``data.loader``)
 LoaderKind = Literal["torch", "thread"]
-LOADERS: tuple[str, ...] = ("torch", "thread")
+LOADERS: tuple[str, ...] = get_args(LoaderKind)
 
 
 def check_loader(kind: str) -> str:
-    """``kind`` if it names a loader, else a :class:`MedvisionError` naming ``data.loader``."""
-    if kind not in LOADERS:
-        raise MedvisionError(f"data.loader={kind!r} is not one of {'|'.join(LOADERS)}", fix="data.loader=torch")
-    return kind
+    """``kind`` if it names a loader, else a :class:`MedvisionError` naming ``data.loader`` and the choices."""
+    return check_choice("data.loader", kind, LoaderKind)
 
 
 def make_loader(
@@ -49,8 +48,13 @@ def make_loader(
     """
     from monai.data import DataLoader, ThreadDataLoader
 
-    common: dict[str, Any] = dict(batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                                  pin_memory=pin_memory, persistent_workers=num_workers > 0)
+    common: dict[str, Any] = dict(
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
     if check_loader(kind) == "thread":
         return ThreadDataLoader(dataset, buffer_size=buffer_size, **common)
     return DataLoader(dataset, **common)

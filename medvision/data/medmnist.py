@@ -16,12 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from medvision.data.arrays import SPLITS, ArrayClassificationDataModule
-from medvision.data.medmnist_info import MedMNISTInfo, medmnist_info
+from medvision.data.arrays import ArrayClassificationDataModule
+from medvision.data.base import CacheMode, SpatialDims
+from medvision.data.loaders import LoaderKind
+from medvision.data.medmnist_info import MedMNISTFlag, MedMNISTInfo, MedMNISTSize, medmnist_info
+from medvision.data.splits import SPLITS
 from medvision.utils.errors import MedvisionError
 
 
-def read_medmnist_npz(path: str | Path, info: MedMNISTInfo, size: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_medmnist_npz(
+    path: str | Path, info: MedMNISTInfo, size: int | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Read and check an official MedMNIST file.
 
     Args:
@@ -37,17 +42,22 @@ def read_medmnist_npz(path: str | Path, info: MedMNISTInfo, size: int | None = N
             holds an array of the wrong dtype or shape; the message names the file and the key.
     """
     path = Path(path)
-    fix_download = f"delete it and run `medvision-data fetch medmnist {info.flag}" + (f" --size {size}`" if size else "`")
+    fix_download = f"delete it and run `medvision-data fetch medmnist {info.flag}" + (
+        f" --size {size}`" if size else "`"
+    )
     if not path.is_file():
         raise MedvisionError(
             f"MedMNIST file not found: {path}",
-            fix=f"run `medvision-data fetch medmnist {info.flag}" + (f" --size {size}`" if size else "`")
+            fix=f"run `medvision-data fetch medmnist {info.flag}"
+            + (f" --size {size}`" if size else "`")
             + f", or download {info.url(size or 28)} and put it at {path}",
         )
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise MedvisionError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})", fix=fix_download) from err
+        raise MedvisionError(
+            f"{path} is not a readable .npz file ({type(err).__name__}: {err})", fix=fix_download
+        ) from err
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with archive:
         found = sorted(archive.files)
@@ -56,13 +66,16 @@ def read_medmnist_npz(path: str | Path, info: MedMNISTInfo, size: int | None = N
             for kind in ("images", "labels"):
                 key = f"{split}_{kind}"
                 if key not in archive.files:
-                    raise MedvisionError(f"{path} has no key '{key}' (keys found: {found})",
-                                         fix=f"use an official MedMNIST file; {fix_download}")
+                    raise MedvisionError(
+                        f"{path} has no key '{key}' (keys found: {found})",
+                        fix=f"use an official MedMNIST file; {fix_download}",
+                    )
                 try:
                     array = archive[key]
                 except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-                    raise MedvisionError(f"{path}: key '{key}' could not be read ({type(err).__name__}: {err})",
-                                         fix=fix_download) from err
+                    raise MedvisionError(
+                        f"{path}: key '{key}' could not be read ({type(err).__name__}: {err})", fix=fix_download
+                    ) from err
                 if not isinstance(array, np.ndarray):  # NumPy hands back the raw bytes of a non-.npy member
                     raise MedvisionError(f"{path}: key '{key}' is not a NumPy array", fix=fix_download)
                 arrays.append(array)
@@ -72,7 +85,9 @@ def read_medmnist_npz(path: str | Path, info: MedMNISTInfo, size: int | None = N
     return out
 
 
-def _check(path: Path, split: str, images: np.ndarray, labels: np.ndarray, info: MedMNISTInfo, size: int | None) -> None:
+def _check(
+    path: Path, split: str, images: np.ndarray, labels: np.ndarray, info: MedMNISTInfo, size: int | None
+) -> None:
     def fail(key: str, what: str) -> MedvisionError:
         return MedvisionError(f"{path}: key '{key}' {what}", fix="use the official file of this flag and size")
 
@@ -91,7 +106,11 @@ def _check(path: Path, split: str, images: np.ndarray, labels: np.ndarray, info:
     if labels.ndim != 2 or labels.shape != (images.shape[0], width):
         raise fail(lkey, f"has shape {labels.shape}, expected ({images.shape[0]}, {width})")
     if labels.size and (labels.min() < 0 or labels.max() >= (2 if width > 1 else len(info.labels))):
-        raise fail(lkey, f"holds values {int(labels.min())}..{int(labels.max())}, outside the {len(info.labels)} labels of {info.flag}")
+        raise fail(
+            lkey,
+            f"holds values {int(labels.min())}..{int(labels.max())}, "
+            f"outside the {len(info.labels)} labels of {info.flag}",
+        )
 
 
 class MedMNISTDataModule(ArrayClassificationDataModule):
@@ -126,8 +145,8 @@ class MedMNISTDataModule(ArrayClassificationDataModule):
 
     def __init__(
         self,
-        flag: str,
-        size: int = 28,
+        flag: MedMNISTFlag,
+        size: MedMNISTSize = 28,
         root: str = "data/medmnist",
         transforms: Mapping[str, Any] | None = None,
         as_rgb: bool = False,
@@ -137,18 +156,29 @@ class MedMNISTDataModule(ArrayClassificationDataModule):
         pin_memory: bool = False,
         balanced_sampler: bool = False,
         download: bool = False,
-        cache: str = "none",
+        cache: CacheMode = "none",
         cache_dir: str | None = None,
-        spatial_dims: int | None = None,
+        spatial_dims: SpatialDims | None = None,
         imbalance: Mapping[str, Any] | None = None,
         synthetic: Mapping[str, Any] | None = None,
         counts_report: str | None = None,
-        loader: str = "torch",
+        loader: LoaderKind = "torch",
     ) -> None:
-        super().__init__(transforms=transforms, as_rgb=as_rgb, batch_size=batch_size, val_batch_size=val_batch_size,
-                         num_workers=num_workers, pin_memory=pin_memory, balanced_sampler=balanced_sampler,
-                         cache=cache, cache_dir=cache_dir or Path(root) / ".cache", imbalance=imbalance,
-                         synthetic=synthetic, counts_report=counts_report, loader=loader)
+        super().__init__(
+            transforms=transforms,
+            as_rgb=as_rgb,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            balanced_sampler=balanced_sampler,
+            cache=cache,
+            cache_dir=cache_dir or Path(root) / ".cache",
+            imbalance=imbalance,
+            synthetic=synthetic,
+            counts_report=counts_report,
+            loader=loader,
+        )
         self.info = medmnist_info(flag)
         self.info.check_size(size)
         if spatial_dims is not None and spatial_dims != self.info.spatial_dims:

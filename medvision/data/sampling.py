@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Sampler
 

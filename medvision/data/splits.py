@@ -14,7 +14,7 @@ SPLITS = ("train", "val", "test")
 def _count(fraction: float, n: int) -> int:
     if fraction <= 0:
         return 0
-    return max(1, int(round(fraction * n)))
+    return max(1, round(fraction * n))
 
 
 def group_split(
@@ -55,7 +55,9 @@ def group_split(
                 fix="lower data.num_folds or data.test_fraction",
             )
         if not 0 <= fold < num_folds:
-            raise MedvisionError(f"data.fold={fold} is outside 0..{num_folds - 1}", fix="pick a fold below data.num_folds")
+            raise MedvisionError(
+                f"data.fold={fold} is outside 0..{num_folds - 1}", fix="pick a fold below data.num_folds"
+            )
         chunks = np.array_split(np.array(rest, dtype=object), num_folds)
         val = list(chunks[fold])
         train = [g for i, c in enumerate(chunks) if i != fold for g in c]
@@ -64,10 +66,11 @@ def group_split(
         val, train = rest[:n_val], rest[n_val:]
     if not train:
         raise MedvisionError(
-            f"no subject is left for training ({n} subjects, val_fraction={val_fraction}, test_fraction={test_fraction})",
+            f"no subject is left for training "
+            f"({n} subjects, val_fraction={val_fraction}, test_fraction={test_fraction})",
             fix="add cases or lower data.val_fraction / data.test_fraction",
         )
-    where = {g: "train" for g in train} | {g: "val" for g in val} | {g: "test" for g in test}
+    where = dict.fromkeys(train, "train") | dict.fromkeys(val, "val") | dict.fromkeys(test, "test")
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
     for i, subject in enumerate(subjects):
         out[where[subject]].append(i)

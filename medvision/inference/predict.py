@@ -11,8 +11,8 @@ spatial steps of that pipeline (MONAI ``Invertd``: padding, cropping, resampling
 on the probabilities and takes the arg-max in the original grid.
 
 Inputs: a NIfTI file, a DICOM series (a folder of ``.dcm`` files of one Series Instance UID;
-read by MONAI's readers), a 2D image file, or a folder of those. A case that fails (unreadable, wrong dimensionality, ...)
-is reported with its file and problem and skipped; the other cases are still written. The
+read by MONAI's readers), a 2D image file, or a folder of those. A case that fails (unreadable, wrong
+dimensionality, ...) is reported with its file and problem and skipped; the other cases are still written. The
 command then exits with :data:`PARTIAL_FAILURE_EXIT_CODE` (3), so that a pipeline notices; it
 exits 0 only when every case was written. Outputs never overwrite an input, and an existing
 output file is refused unless ``overwrite=true``.
@@ -20,18 +20,14 @@ output file is refused unless ``overwrite=true``.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from medvision.utils.errors import MedvisionError, report_user_errors
+from medvision.utils.errors import MedvisionError
 
 #: exit status when some cases failed and every other case was written
 PARTIAL_FAILURE_EXIT_CODE = 3
@@ -74,11 +70,15 @@ def find_cases(source: str | Path, spatial_dims: int) -> list[Case]:
     """
     root = Path(source).expanduser()
     if not root.exists():
-        raise MedvisionError(f"input={source} does not exist", fix="pass input=<NIfTI file | DICOM series folder | folder of cases>")
+        raise MedvisionError(
+            f"input={source} does not exist", fix="pass input=<NIfTI file | DICOM series folder | folder of cases>"
+        )
     if root.is_file():
         if not root.name.lower().endswith(SUFFIXES):
-            raise MedvisionError(f"input={source} is not a file medvision-predict reads ({', '.join(SUFFIXES)})",
-                                 fix="pass a NIfTI file, a DICOM series folder or a folder of cases")
+            raise MedvisionError(
+                f"input={source} is not a file medvision-predict reads ({', '.join(SUFFIXES)})",
+                fix="pass a NIfTI file, a DICOM series folder or a folder of cases",
+            )
         return [Case(_stem(root), root)]
     cases: list[Case] = []
     series_here = spatial_dims == 3 and _dicom_files(root)
@@ -87,17 +87,25 @@ def find_cases(source: str | Path, spatial_dims: int) -> list[Case]:
     for entry in sorted(root.iterdir()):
         if entry.is_dir() and spatial_dims == 3 and _dicom_files(entry):
             cases.append(Case(entry.name, entry))
-        elif entry.is_file() and entry.name.lower().endswith(SUFFIXES) and not entry.name.startswith("."):
-            if not (series_here and entry.name.lower().endswith(DICOM_SUFFIX)):
-                cases.append(Case(_stem(entry), entry))
+        elif (
+            entry.is_file()
+            and entry.name.lower().endswith(SUFFIXES)
+            and not entry.name.startswith(".")
+            and not (series_here and entry.name.lower().endswith(DICOM_SUFFIX))
+        ):
+            cases.append(Case(_stem(entry), entry))
     if not cases:
-        raise MedvisionError(f"input={source} holds no file medvision-predict reads ({', '.join(SUFFIXES)}) "
-                             "and no DICOM series folder", fix="point input= at your images")
+        raise MedvisionError(
+            f"input={source} holds no file medvision-predict reads ({', '.join(SUFFIXES)}) and no DICOM series folder",
+            fix="point input= at your images",
+        )
     seen: dict[str, Path] = {}
     for case in cases:
         if case.name in seen:
-            raise MedvisionError(f"two inputs would write the same output name {case.name!r}: {seen[case.name]} and {case.path}",
-                                 fix="rename one of them or predict them separately")
+            raise MedvisionError(
+                f"two inputs would write the same output name {case.name!r}: {seen[case.name]} and {case.path}",
+                fix="rename one of them or predict them separately",
+            )
         seen[case.name] = case.path
     return cases
 
@@ -119,8 +127,10 @@ def load_module(ckpt_path: str | Path, command: str = "medvision-predict") -> tu
     module, saved = module_from_checkpoint(ckpt_path)
     problem = problem_of(module)
     if problem not in ("segmentation", "classification"):
-        raise MedvisionError(f"{command} uses segmenters and classifiers, not a {type(module).__name__}",
-                             fix="pass the checkpoint of a segmentation or classification run")
+        raise MedvisionError(
+            f"{command} uses segmenters and classifiers, not a {type(module).__name__}",
+            fix="pass the checkpoint of a segmentation or classification run",
+        )
     return module, saved, problem
 
 
@@ -142,7 +152,7 @@ def preprocessing(run_cfg: DictConfig, reader_steps: DictConfig | None = None) -
     from hydra.utils import instantiate
     from monai.transforms import Compose, LoadImaged
 
-    from medvision.data.arrays import transform_steps
+    from medvision.data.transforms import transform_steps
 
     load = OmegaConf.select(run_cfg, "data.transforms.load")
     steps = transform_steps(instantiate(load, _convert_="all") if load is not None else None)
@@ -159,11 +169,19 @@ def check_one_series(folder: Path) -> None:
     """
     import pydicom
 
-    uids = {str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).get("SeriesInstanceUID", ""))
-            for f in _dicom_files(folder)}
+    uids = {
+        str(
+            pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).get(
+                "SeriesInstanceUID", ""
+            )
+        )
+        for f in _dicom_files(folder)
+    }
     if len(uids) != 1 or "" in uids:
-        raise ValueError(f"the folder holds {len(uids - {''})} DICOM series (Series Instance UIDs {sorted(uids)}), "
-                         "not one: put each series in its own folder")
+        raise ValueError(
+            f"the folder holds {len(uids - {''})} DICOM series (Series Instance UIDs {sorted(uids)}), "
+            "not one: put each series in its own folder"
+        )
 
 
 def _load_case(transform: Any, case: Case) -> dict[str, Any]:
@@ -178,8 +196,10 @@ def _load_case(transform: Any, case: Case) -> dict[str, Any]:
 
 def _check_dims(image: Any, spatial_dims: int, case: Case) -> None:
     if image.ndim - 1 != spatial_dims:
-        raise ValueError(f"{case.path} gives a {image.ndim - 1}D image {tuple(image.shape)} after preprocessing; "
-                         f"the model takes {spatial_dims}D images")
+        raise ValueError(
+            f"{case.path} gives a {image.ndim - 1}D image {tuple(image.shape)} after preprocessing; "
+            f"the model takes {spatial_dims}D images"
+        )
 
 
 # ----------------------------------------------------------------------------- segmentation
@@ -209,8 +229,9 @@ def write_nifti(array: Any, affine: Any, path: Path, like: Path | None = None) -
         nib.save(image, tmp)
 
 
-def segment_case(module: Any, transform: Any, case: Case, device: Any, spatial_dims: int,
-                 save_probabilities: bool) -> None:
+def segment_case(
+    module: Any, transform: Any, case: Case, device: Any, spatial_dims: int, save_probabilities: bool
+) -> None:
     """Predict one case and write its mask (and probabilities) in the input's original space."""
     import numpy as np
     import torch
@@ -227,8 +248,10 @@ def segment_case(module: Any, transform: Any, case: Case, device: Any, spatial_d
     original_affine = np.asarray(image.meta.get("original_affine", image.meta["affine"]), dtype=np.float64)
     shape = tuple(int(s) for s in image.meta["spatial_shape"])
     if tuple(inverted.shape[1:]) != shape or not np.allclose(np.asarray(inverted.affine), original_affine, atol=1e-3):
-        raise RuntimeError(f"inverting the preprocessing of {case.path} gave shape {tuple(inverted.shape[1:])} and affine "
-                           f"{np.asarray(inverted.affine).tolist()}, not the input's {shape} and {original_affine.tolist()}")
+        raise RuntimeError(
+            f"inverting the preprocessing of {case.path} gave shape {tuple(inverted.shape[1:])} and affine "
+            f"{np.asarray(inverted.affine).tolist()}, not the input's {shape} and {original_affine.tolist()}"
+        )
     probabilities = inverted.as_tensor().numpy().astype(np.float32)
     dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
     write_nifti(probabilities.argmax(0).astype(dtype), original_affine, case.outputs[0], like=case.path)
@@ -263,7 +286,7 @@ def probabilities_csv(rows: Sequence[tuple[Case, list[float]]], label_names: Seq
     writer.writerow(["case", "input", "predicted", *(f"p_{name}" for name in label_names)])
     for case, probs in rows:
         if task == "multilabel":
-            predicted = ";".join(n for n, p in zip(label_names, probs) if p >= 0.5)
+            predicted = ";".join(n for n, p in zip(label_names, probs, strict=True) if p >= 0.5)
         else:
             predicted = label_names[max(range(len(probs)), key=probs.__getitem__)]
         writer.writerow([case.name, str(case.path), predicted, *(f"{p:.6g}" for p in probs)])
@@ -292,8 +315,13 @@ def _classifier_input(cfg: DictConfig, run_cfg: DictConfig, spatial_dims: int) -
         return None
     size = OmegaConf.select(run_cfg, "data.size", default=None)
     train_size = [int(size) if size else -1] * spatial_dims
-    node = OmegaConf.create({"data": run_cfg.get("data") or {}, "train_size": train_size,
-                             "classifier_input": OmegaConf.to_container(cfg.classifier_input, resolve=False)})
+    node = OmegaConf.create(
+        {
+            "data": run_cfg.get("data") or {},
+            "train_size": train_size,
+            "classifier_input": OmegaConf.to_container(cfg.classifier_input, resolve=False),
+        }
+    )
     return node.classifier_input
 
 
@@ -336,8 +364,10 @@ def _plan_outputs(cases: list[Case], output: Path, problem: str, cfg: DictConfig
         refuse_input_as_output(cfg.summary, inputs, what="summary")
     existing = [str(p) for p in planned if p.exists()]
     if existing and not cfg.overwrite:
-        raise MedvisionError(f"{len(existing)} output file(s) exist already (e.g. {existing[0]}); they are not overwritten",
-                             fix="choose another output=<folder>, or pass overwrite=true to replace them")
+        raise MedvisionError(
+            f"{len(existing)} output file(s) exist already (e.g. {existing[0]}); they are not overwritten",
+            fix="choose another output=<folder>, or pass overwrite=true to replace them",
+        )
     return csv_path
 
 
@@ -359,8 +389,10 @@ def predict(cfg: DictConfig) -> PredictionSummary:
 
     for key in ("ckpt_path", "input", "output"):
         if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
-            raise MedvisionError(f"medvision-predict needs {key}=",
-                                 fix="medvision-predict ckpt_path=<run>/checkpoints/best.ckpt input=<file|folder> output=<folder>")
+            raise MedvisionError(
+                f"medvision-predict needs {key}=",
+                fix="medvision-predict ckpt_path=<run>/checkpoints/best.ckpt input=<file|folder> output=<folder>",
+            )
     if cfg.get("print_config"):
         from medvision.utils.printing import print_config_tree
 
@@ -379,17 +411,28 @@ def predict(cfg: DictConfig) -> PredictionSummary:
     rows, failed = _predict_cases(cfg, module.to(_device(cfg.device)), transform, cases, problem, spatial_dims)
     written = {c.name: [str(p) for p in c.outputs] for c in cases if c.name not in failed}
     if csv_path is not None and rows:
-        atomic_write_text(csv_path, probabilities_csv(rows, list(module.label_names), getattr(module, "task", "multiclass")))
+        atomic_write_text(
+            csv_path, probabilities_csv(rows, list(module.label_names), getattr(module, "task", "multiclass"))
+        )
     summary = PredictionSummary(written, failed, str(csv_path) if csv_path is not None and rows else None)
     if cfg.get("summary"):
-        atomic_write_json(cfg.summary, {"ckpt_path": str(cfg.ckpt_path), "input": str(cfg.input), "output": str(output),
-                                        "written": written, "failed": failed})
+        atomic_write_json(
+            cfg.summary,
+            {
+                "ckpt_path": str(cfg.ckpt_path),
+                "input": str(cfg.input),
+                "output": str(output),
+                "written": written,
+                "failed": failed,
+            },
+        )
     _print_summary(summary, len(cases), output)
     return summary
 
 
-def _predict_cases(cfg: DictConfig, module: Any, transform: Any, cases: list[Case], problem: str,
-                   spatial_dims: int) -> tuple[list[tuple[Case, list[float]]], dict[str, str]]:
+def _predict_cases(
+    cfg: DictConfig, module: Any, transform: Any, cases: list[Case], problem: str, spatial_dims: int
+) -> tuple[list[tuple[Case, list[float]]], dict[str, str]]:
     """Predict case by case under a progress bar; a failing case is recorded and skipped.
 
     Returns:
@@ -408,7 +451,7 @@ def _predict_cases(cfg: DictConfig, module: Any, transform: Any, cases: list[Cas
                 segment_case(module, transform, case, device, spatial_dims, bool(cfg.save_probabilities))
             else:
                 rows.append((case, classify_case(module, transform, case, device, spatial_dims)))
-        except Exception as err:  # noqa: BLE001 - a bad case is reported and skipped, the rest goes on
+        except Exception as err:
             if show_tracebacks():
                 raise
             failed[case.name] = f"{case.path}: {_root_cause(err)}"
@@ -425,7 +468,9 @@ def _print_summary(summary: PredictionSummary, total: int, output: Path) -> None
     from rich.markup import escape
 
     console = _console()
-    console.print(f"medvision-predict: {len(summary.written)} of {total} case(s) written to {escape(str(output))}",
-                  highlight=False)
+    console.print(
+        f"medvision-predict: {len(summary.written)} of {total} case(s) written to {escape(str(output))}",
+        highlight=False,
+    )
     for name, problem in summary.failed.items():
         console.print(f"[bold red]skipped[/] {escape(name)}: {escape(problem)}", highlight=False)

@@ -33,6 +33,18 @@ def show_tracebacks() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("MEDVISION_DEBUG") == "1"
 
 
+def user_error(err: BaseException) -> MedvisionError | None:
+    """The :class:`MedvisionError` that ``err`` is, or that caused it (``__cause__`` chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MedvisionError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
 def report_user_errors(fn: F) -> F:
     """Decorate an entry point so a :class:`MedvisionError` ends in one message and exit code 2.
 
@@ -43,8 +55,11 @@ def report_user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except MedvisionError as err:
-            if show_tracebacks():
+        except Exception as raised:
+            # a user mistake found inside a constructor reaches us wrapped by Hydra's instantiate
+            # (InstantiationException); its cause is the message the user should read
+            err = user_error(raised)
+            if err is None or show_tracebacks():
                 raise
             from rich.console import Console
             from rich.markup import escape

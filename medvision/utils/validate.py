@@ -87,7 +87,7 @@ def _accepts(value: Any, tp: Any) -> bool:
             return False
         if len(args) == 2 and args[1] is Ellipsis:
             return all(_accepts(v, args[0]) for v in value)
-        return not args or (len(value) == len(args) and all(_accepts(v, a) for v, a in zip(value, args)))
+        return not args or (len(value) == len(args) and all(_accepts(v, a) for v, a in zip(value, args, strict=True)))
     if tp in _SEQUENCES or origin in _SEQUENCES:
         return isinstance(value, (list, tuple)) and (not args or all(_accepts(v, args[0]) for v in value))
     if tp in _MAPPINGS or origin in _MAPPINGS:
@@ -135,8 +135,11 @@ def _check_node(node: Mapping[str, Any], path: str, passed: Collection[str] | No
     if found is None:
         return
     signature, hints = found
-    params = {k: p for k, p in signature.parameters.items()
-              if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+    params = {
+        k: p
+        for k, p in signature.parameters.items()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
     open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
     for key, value in node.items():
         if str(key).startswith("_"):
@@ -145,8 +148,9 @@ def _check_node(node: Mapping[str, Any], path: str, passed: Collection[str] | No
             if not open_ended:
                 close = difflib.get_close_matches(str(key), list(params), n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
-                problems.append(f"{path}.{key}: {name} has no parameter '{key}'{hint}; "
-                                f"valid keys: {', '.join(sorted(params))}")
+                problems.append(
+                    f"{path}.{key}: {name} has no parameter '{key}'{hint}; valid keys: {', '.join(sorted(params))}"
+                )
         elif value == "???":
             problems.append(f"{path}.{key} is not set (???): give it a value, e.g. {path}.{key}=...")
         elif key in hints and not _accepts(value, hints[key]):
@@ -202,8 +206,50 @@ def validate_config(
         else:
             _walk(node, group, (), problems)
     if problems:
+        if len(problems) == 1:  # one line naming the key (and the valid choices)
+            what, keys = problems[0], "this key"
+        else:
+            what = f"the config has {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems)
+            keys = "these keys"
         raise MedvisionError(
-            f"the config has {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
-            fix="correct these keys in your config file or on the command line "
-                "(medvision-train --cfg job prints the composed config)",
+            what,
+            fix=f"correct {keys} in your config file or on the command line "
+            "(medvision-train --cfg job prints the composed config)",
         )
+
+
+def choices_of(tp: Any) -> tuple[Any, ...]:
+    """The values a ``Literal`` type (or an enum, or a union of them) admits, in order."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return tuple(c for a in args for c in choices_of(a))
+    if origin is typing.Literal:
+        return args
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tuple(m.value for m in tp)
+    return ()
+
+
+def check_choice(key: str, value: Any, choices: Any) -> Any:
+    """``value`` if the closed set ``choices`` admits it, else the error config validation gives.
+
+    The same check :func:`validate_config` makes before anything is built, for objects built
+    in Python rather than from a config.
+
+    Args:
+        key: the config key, as the user writes it (``data.cache``).
+        value: the value given.
+        choices: a ``Literal[...]`` type or an enum.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        MedvisionError: ``value`` is not one of ``choices``; the message names the key and the choices.
+    """
+    if not _accepts(value, choices):
+        raise MedvisionError(
+            f"{key}={value!r}: expected {_describe(choices)}",
+            fix=f"set {key} to one of: {', '.join(str(c) for c in choices_of(choices))}",
+        )
+    return value

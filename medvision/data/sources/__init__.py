@@ -65,7 +65,9 @@ def prepare(source: DatasetSource, root: str | Path) -> Path:
     return root
 
 
-def write_msd_manifest(folder: Path, name: str, label_names: list[str], modalities: list[str], cases: list[dict[str, Any]]) -> None:
+def write_msd_manifest(
+    folder: Path, name: str, label_names: list[str], modalities: list[str], cases: list[dict[str, Any]]
+) -> None:
     """Write an MSD ``dataset.json`` (``labels`` maps value -> name, as in MSD v1)."""
     manifest = {
         "name": name,

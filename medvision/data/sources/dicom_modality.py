@@ -14,7 +14,8 @@ its LUT, MONOCHROME1 inverted, colour reduced to luminance). The demo, the ident
 and the decode test all go through it.
 
 **What is an image** (the documented exclusion rule): a file pydicom parses whose dataset
-holds ``PixelData`` (a dataset without file meta is decoded in the encoding it was read with). Files that are not DICOM (README, JSON, dumps, archives), DICOM objects
+holds ``PixelData`` (a dataset without file meta is decoded in the encoding it was read with).
+Files that are not DICOM (README, JSON, dumps, archives), DICOM objects
 without pixels (structured reports, RT plans, DICOMDIRs, waveforms) and datasets that pydicom
 cannot parse are not images. pydicom's *test* files include images that are broken on
 purpose; they are listed by name in :data:`KNOWN_BROKEN` and are the only files allowed to
@@ -34,6 +35,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -52,7 +54,9 @@ KNOWN_BROKEN: dict[str, str] = {
 #: default classes: name -> DICOM Modality values (X-ray: computed and digital radiography)
 DEFAULT_CLASSES: dict[str, list[str]] = {"CT": ["CT"], "MR": ["MR"], "XR": ["CR", "DX"], "US": ["US"]}
 
-SOURCES: tuple[str, ...] = ("pydicom_data", "pydicom")
+#: the installed DICOM sources (``data.sources``)
+DicomSource = Literal["pydicom_data", "pydicom"]
+SOURCES: tuple[DicomSource, ...] = get_args(DicomSource)
 
 
 def source_dir(name: str) -> Path:
@@ -74,7 +78,7 @@ def source_dir(name: str) -> Path:
     raise MedvisionError(f"unknown DICOM source {name!r}", fix=f"use one of {list(SOURCES)}")
 
 
-def read_dataset(path: str | Path):  # noqa: ANN201 (pydicom.Dataset, imported lazily)
+def read_dataset(path: str | Path):
     """``pydicom.dcmread(path, force=True)``, or ``None`` when the file is not a DICOM dataset."""
     import pydicom
 
@@ -92,17 +96,18 @@ def read_dataset(path: str | Path):  # noqa: ANN201 (pydicom.Dataset, imported l
         implicit, little = ds.original_encoding
         if implicit is not None:
             ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
-                                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+            ds.file_meta.TransferSyntaxUID = (
+                ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+            )
     return ds
 
 
-def is_image(ds) -> bool:  # noqa: ANN001
+def is_image(ds) -> bool:
     """The exclusion rule: a parsed dataset is an image when it holds ``PixelData``."""
     return ds is not None and "PixelData" in ds
 
 
-def read_frames(path: str | Path, ds=None) -> np.ndarray:  # noqa: ANN001
+def read_frames(path: str | Path, ds=None) -> np.ndarray:
     """Decode a DICOM image to grey frames: the one loading path of this demo.
 
     Args:
@@ -192,11 +197,12 @@ def _near_duplicate_pairs(thumbs: np.ndarray, threshold: float) -> Iterable[tupl
     flat = np.where(norm > 0, flat / np.maximum(norm, 1e-12), 0.0)
     corr = flat @ flat.T
     rows, cols = np.nonzero(np.triu(corr >= threshold, k=1))
-    return zip(rows.tolist(), cols.tolist())
+    return zip(rows.tolist(), cols.tolist(), strict=True)
 
 
-def assign_identities(frames: Sequence[DicomFrame], thumbs: np.ndarray, near_duplicate: float = 0.97,
-                      by_series: bool = True) -> list[str]:
+def assign_identities(
+    frames: Sequence[DicomFrame], thumbs: np.ndarray, near_duplicate: float = 0.97, by_series: bool = True
+) -> list[str]:
     """Group frames into image identities (connected components of the links described above).
 
     Args:
@@ -277,24 +283,37 @@ def index_dicom(
                 continue
             try:
                 pixels = read_frames(path, ds)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 if source == "pydicom" and path.name in KNOWN_BROKEN:
                     skipped[f"{source}/{rel}"] = f"broken on purpose: {KNOWN_BROKEN[path.name]}"
                     continue
-                raise MedvisionError(f"{path} does not decode ({type(err).__name__}: {err})",
-                                     fix="install the decoders: pip install 'medvision' (pylibjpeg plugins)") from err
+                raise MedvisionError(
+                    f"{path} does not decode ({type(err).__name__}: {err})",
+                    fix="install the decoders: pip install 'medvision' (pylibjpeg plugins)",
+                ) from err
             chosen = range(len(pixels))
             if max_frames is not None and len(pixels) > max_frames:
                 chosen = sorted(set(np.linspace(0, len(pixels) - 1, max_frames).round().astype(int).tolist()))
             syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
             for k in chosen:
-                frames.append(DicomFrame(source, rel, int(k), modality, str(ds.get("SOPInstanceUID", "") or ""),
-                                         str(ds.get("SeriesInstanceUID", "") or ""), syntax))
+                frames.append(
+                    DicomFrame(
+                        source,
+                        rel,
+                        int(k),
+                        modality,
+                        str(ds.get("SOPInstanceUID", "") or ""),
+                        str(ds.get("SeriesInstanceUID", "") or ""),
+                        syntax,
+                    )
+                )
                 images.append(thumbnail(pixels[k], size))
                 thumbs.append(thumbnail(pixels[k], 16))
     stack = np.stack(images) if images else np.zeros((0, size, size), np.float32)
-    identities = assign_identities(frames, np.stack(thumbs) if thumbs else np.zeros((0, 16, 16)), near_duplicate, by_series)
-    for f, identity in zip(frames, identities):
+    identities = assign_identities(
+        frames, np.stack(thumbs) if thumbs else np.zeros((0, 16, 16)), near_duplicate, by_series
+    )
+    for f, identity in zip(frames, identities, strict=True):
         f.identity = identity
     return DicomIndex(frames, stack, skipped)
 

@@ -16,7 +16,7 @@ claim: the labels are close to a function of intensity.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class MNI152Tissue:
 
     name = "mni152_tissue"
 
-    def __init__(self, resolution: int = 2) -> None:
+    def __init__(self, resolution: Literal[1, 2] = 2) -> None:
         self.resolution = resolution
 
     def params(self) -> dict[str, Any]:
@@ -92,6 +92,12 @@ class MNI152Tissue:
             block_affine[:3, 3] = affine[:3, :3] @ np.array([xs.start, ys.start, zs.start]) + affine[:3, 3]
             nib.save(nib.Nifti1Image(image[xs, ys, zs], block_affine), folder / "imagesTr" / f"{case}.nii.gz")
             nib.save(nib.Nifti1Image(label[xs, ys, zs], block_affine), folder / "labelsTr" / f"{case}.nii.gz")
-            cases.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz",
-                          "id": case, "subject": subject})
+            cases.append(
+                {
+                    "image": f"./imagesTr/{case}.nii.gz",
+                    "label": f"./labelsTr/{case}.nii.gz",
+                    "id": case,
+                    "subject": subject,
+                }
+            )
         write_msd_manifest(folder, "MNI152_2009a_sym_tissue_blocks", LABEL_NAMES, ["T1w"], cases)

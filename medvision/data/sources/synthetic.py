@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class SyntheticSegmentation:
 
     def __init__(
         self,
-        spatial_dims: int = 3,
+        spatial_dims: Literal[2, 3] = 3,
         num_cases: int = 16,
         size: int = 64,
         num_objs: int = 8,
@@ -72,8 +72,14 @@ class SyntheticSegmentation:
         cases = []
         radius = max(3, self.size // 8)
         for i in range(self.num_cases):
-            common = dict(num_objs=self.num_objs, rad_max=radius, rad_min=max(2, radius // 2), noise_max=self.noise_max,
-                          num_seg_classes=self.num_seg_classes, random_state=rng)
+            common = dict(
+                num_objs=self.num_objs,
+                rad_max=radius,
+                rad_min=max(2, radius // 2),
+                noise_max=self.noise_max,
+                num_seg_classes=self.num_seg_classes,
+                random_state=rng,
+            )
             if self.spatial_dims == 3:
                 image, label = create_test_image_3d(self.size, self.size, self.size, **common)
             else:

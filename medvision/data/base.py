@@ -1,0 +1,215 @@
+"""``MedvisionDataModule``: the one DataModule base: samples -> MONAI transforms -> cache -> loaders.
+
+Every medvision DataModule is one of these. A subclass says what each split holds
+(:meth:`~MedvisionDataModule.samples`: MONAI sample dictionaries, or records a ``LoadImaged``
+step reads) and what a model must know of it (:attr:`~MedvisionDataModule.label_names`,
+:attr:`~MedvisionDataModule.in_channels`, and more in :meth:`~MedvisionDataModule.model_kwargs`);
+this class owns the rest, the same way for volumes and arrays:
+
+- transforms: ``{"load": ..., "augment": ...}`` of the config (:mod:`medvision.data.transforms`);
+  ``load`` is the deterministic preprocessing (cached), ``augment`` the random augmentation
+  (training only);
+- caching: ``data.cache`` ``none`` | ``memory`` | ``disk`` -> MONAI's ``Dataset`` |
+  ``CacheDataset`` | ``PersistentDataset``;
+- samplers (:mod:`medvision.data.sampling`): the training epoch a function of the run's seed and
+  the epoch (:class:`~medvision.data.sampling.EpochSampler`), validation and test each case once
+  over all DDP ranks (:func:`~medvision.data.sampling.eval_sampler`);
+- loaders (:mod:`medvision.data.loaders`): ``data.loader`` ``torch`` | ``thread`` for training,
+  batch sizes, ``num_workers``, ``pin_memory``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import lightning.pytorch as pl
+
+from medvision.data.loaders import LoaderKind, check_loader, make_loader
+from medvision.data.sampling import EpochSampler, SeededDataset, eval_sampler, resumed_batches
+from medvision.data.splits import SPLITS
+from medvision.data.transforms import transform_steps
+from medvision.utils.validate import check_choice
+
+if TYPE_CHECKING:
+    from monai.data import Dataset
+    from monai.transforms import Compose
+
+#: what ``data.cache`` chooses: no cache, MONAI's ``CacheDataset`` or its ``PersistentDataset``
+CacheMode = Literal["none", "memory", "disk"]
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
+
+#: the spatial dimensions of the images (``data.spatial_dims``)
+SpatialDims = Literal[2, 3]
+
+#: the splits each Lightning stage builds (``setup(None)``: every split)
+STAGE_SPLITS: dict[str, tuple[str, ...]] = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+}
+
+
+class MedvisionDataModule(pl.LightningDataModule):
+    """Transforms, caching, samplers and loaders of a medvision DataModule; subclasses supply the samples.
+
+    A subclass implements :meth:`samples`, :attr:`label_names` and :attr:`in_channels`, and may
+    override :meth:`model_kwargs`, :meth:`cache_folder` and :meth:`sample_weights`.
+
+    Args:
+        transforms: ``{"load": ..., "augment": ...}``, each an ordered mapping name -> MONAI dict
+            transform (``None`` entries are dropped) or a list of transforms. Other keys are
+            settings the transform configs interpolate (``pixdim``, ...).
+        batch_size: training batch size.
+        val_batch_size: batch size of validation, test and prediction (``None``: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin host memory (useful on GPU).
+        loader: the training loader: ``torch`` (MONAI's ``DataLoader``) or ``thread`` (the next
+            batch made in a background thread; :mod:`medvision.data.loaders`). Validation and
+            test always use ``torch``.
+        cache: ``none``, ``memory`` (``CacheDataset``: the deterministic transforms once) or
+            ``disk`` (``PersistentDataset`` in :meth:`cache_folder`).
+        cache_dir: folder of the disk cache (``None``: the subclass's default).
+    """
+
+    def __init__(
+        self,
+        transforms: Mapping[str, Any] | None = None,
+        batch_size: int = 2,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        loader: LoaderKind = "torch",
+        cache: CacheMode = "none",
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        transforms = transforms or {}
+        self.load_transforms = transform_steps(transforms.get("load"))
+        self.augment_transforms = transform_steps(transforms.get("augment"))
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.loader = check_loader(loader)
+        self.cache = check_choice("data.cache", cache, CacheMode)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        #: the datasets built by :meth:`setup`, by split
+        self.datasets: dict[str, Dataset] = {}
+
+    # ----------------------------------------------------------------- what a subclass supplies
+    def samples(self, split: str) -> Sequence[Mapping[str, Any]]:
+        """The samples of ``split`` (``train``, ``val`` or ``test``) before any transform."""
+        raise NotImplementedError
+
+    @property
+    def label_names(self) -> list[str]:
+        """Name of each label value (index = value), or of each label of a multi-label task."""
+        raise NotImplementedError
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the network input."""
+        raise NotImplementedError
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What a model must know of this data: passed by ``run()`` to the model's constructor."""
+        return {"label_names": self.label_names, "in_channels": self.in_channels}
+
+    def cache_folder(self, split: str) -> Path:
+        """Folder of ``split``'s disk cache (``data.cache=disk``)."""
+        return (self.cache_dir or Path(".cache")) / split
+
+    def sample_weights(self) -> Sequence[float] | None:
+        """Drawing weights of the training samples (class balancing; ``None``: a permutation per epoch)."""
+        return None
+
+    # ----------------------------------------------------------------- transforms and datasets
+    def eval_transform(self) -> Compose:
+        """The deterministic preprocessing used for validation, test and prediction."""
+        from monai.transforms import Compose
+
+        return Compose(self.load_transforms)
+
+    def train_transform(self) -> Compose:
+        """Preprocessing followed by the random augmentation."""
+        from monai.transforms import Compose
+
+        return Compose(self.load_transforms + self.augment_transforms)
+
+    def cached_dataset(self, samples: Sequence[Any], transform: Compose, split: str) -> Dataset:
+        """A MONAI dataset of ``samples`` through ``transform``, cached as ``data.cache`` says.
+
+        Args:
+            samples: sample dictionaries (or records).
+            transform: the transform; ``memory`` and ``disk`` cache its deterministic prefix.
+            split: the split the samples belong to (names the disk cache folder).
+        """
+        from monai.data import CacheDataset, Dataset, PersistentDataset
+
+        if self.cache == "memory":
+            return CacheDataset(samples, transform, progress=False, copy_cache=True)
+        if self.cache == "disk":
+            from monai.data.utils import json_hashing
+
+            return PersistentDataset(
+                samples,
+                transform,
+                cache_dir=self.cache_folder(split),
+                hash_transform=json_hashing,
+            )
+        return Dataset(samples, transform)
+
+    def dataset(self, split: str, train: bool = False) -> Dataset:
+        """MONAI dataset of ``split`` with the evaluation (or, ``train``, the training) transform, cached."""
+        transform = self.train_transform() if train else self.eval_transform()
+        return self.cached_dataset(self.samples(split), transform, split)
+
+    def deterministic_dataset(self, split: str) -> Dataset:
+        """The samples of ``split`` with the evaluation transform (no augmentation, no cache)."""
+        from monai.data import Dataset
+
+        return Dataset(self.samples(split), self.eval_transform())
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs (``train`` with the training transform)."""
+        for split in STAGE_SPLITS.get(stage or "", SPLITS):
+            if split not in self.datasets:
+                self.datasets[split] = self.dataset(split, train=split == "train")
+
+    # ----------------------------------------------------------------- samplers and loaders
+    def train_sampler(self) -> EpochSampler:
+        """The training order: a function of the run's seed and the epoch, split over DDP ranks
+        (:class:`medvision.data.sampling.EpochSampler`); a resumed run skips the batches done."""
+        skip = resumed_batches(self.trainer) * self.batch_size
+        return EpochSampler(len(self.datasets["train"]), weights=self.sample_weights(), skip=skip)
+
+    def train_dataloader(self) -> Any:
+        """Training batches; order and augmentation are a function of the run's seed and the epoch."""
+        return make_loader(
+            SeededDataset(self.datasets["train"]),
+            self.batch_size,
+            self.train_sampler(),
+            self.num_workers,
+            self.pin_memory,
+            kind=self.loader,
+        )
+
+    def eval_dataloader(self, split: str) -> Any:
+        """Batches of ``split`` in order, each sample once over all DDP ranks."""
+        dataset = self.datasets[split]
+        return make_loader(dataset, self.val_batch_size, eval_sampler(dataset), self.num_workers, self.pin_memory)
+
+    def val_dataloader(self) -> Any:
+        """Validation batches, in order, each sample once over all DDP ranks."""
+        return self.eval_dataloader("val")
+
+    def test_dataloader(self) -> Any:
+        """Test batches, in order, each sample once over all DDP ranks."""
+        return self.eval_dataloader("test")
+
+    def predict_dataloader(self) -> Any:
+        """The test split, for prediction."""
+        return self.eval_dataloader("test")
