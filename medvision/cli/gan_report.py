@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
 
 @report_user_errors
 def _main(args: argparse.Namespace) -> None:
-    from medvision.workflows.gan_report import json_safe, report
+    from medvision.utils.runs import json_safe
+    from medvision.workflows.gan_report import report
 
     figures = report(args.path, args.classifier, args.tstr, args.k)
     if args.json_out:
