@@ -660,6 +660,16 @@ def summarise_plans(plans: dict[str, Any], fingerprint: dict[str, Any], dataset_
     }
 
 
+def _peer_paths(
+    venv: Path, raw: Path, dataset_id: int | None, work: Path | None
+) -> tuple[Path, Path, Path, int, str, Path]:
+    """The peer venv's python and bin folder, the raw folder, its dataset id and name, the work folder."""
+    python = require_venv(venv)
+    raw = raw.resolve()
+    did, dname = _dataset_id_name(raw, dataset_id)
+    return python, python.parent, raw, did, dname, (work or Path("/tmp/nnunet_peer") / dname).resolve()
+
+
 def _dataset_id_name(raw: Path, dataset_id: int | None) -> tuple[int, str]:
     match = re.fullmatch(r"Dataset(\d{3})_(.+)", raw.name)
     if match:
@@ -871,11 +881,7 @@ def train(
         dataset_id: id for a folder not named ``DatasetXXX_Name``.
         out_json: where the summary goes.
     """
-    python = require_venv(venv)
-    bindir = python.parent
-    raw = raw.resolve()
-    did, dname = _dataset_id_name(raw, dataset_id)
-    work = (work or Path("/tmp/nnunet_peer") / dname).resolve()
+    _, bindir, raw, did, dname, work = _peer_paths(venv, raw, dataset_id, work)
     pre = work / "nnUNet_preprocessed" / dname
     if not (pre / "nnUNetPlans.json").is_file():
         plan(raw, work=work, venv=venv, num_processes=num_processes, dataset_id=dataset_id)
@@ -984,11 +990,7 @@ def predict(
         dataset_id: id for a folder not named ``DatasetXXX_Name``.
         out_json: where the summary goes.
     """
-    python = require_venv(venv)
-    bindir = python.parent
-    raw = raw.resolve()
-    did, dname = _dataset_id_name(raw, dataset_id)
-    work = (work or Path("/tmp/nnunet_peer") / dname).resolve()
+    _, bindir, raw, did, dname, work = _peer_paths(venv, raw, dataset_id, work)
     dataset_json = json.loads((raw / "dataset.json").read_text())
     base = work / f"predict_{configuration}_fold{fold}"
     if base.exists():
