@@ -4,6 +4,11 @@ Data, model and seed come from the config stored inside the checkpoint (so the s
 preprocessing are the run's own); trainer, loggers and paths come from ``conf/eval.yaml``.
 Dotted command-line overrides of ``data.*``/``model.*`` (e.g. ``data.root=/new/place``) apply
 on top of the stored config.
+
+The model is built by :func:`medvision.train.build`, as in training, so a segmenter's test
+metrics are the run's own: computed against each case's label file on its own grid
+(:mod:`medvision.data.original_space`), with the preprocessed-space Dice as
+``test_preprocessed/...``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
     merged = OmegaConf.create({"data": saved.data, "model": saved.model, "seed": saved.seed, "callbacks": callbacks})
     if merged.data.get("audit_report"):  # the audit report of an evaluation goes to its own folder
         merged.data.audit_report = "${paths.output_dir}/data_audit.json"
+    if merged.data.get("splits_report"):  # so is its split: the training run's splits.json is kept
+        merged.data.splits_report = "${paths.output_dir}/splits.json"
     if overrides:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     base = cfg.copy()

@@ -1,7 +1,11 @@
 """Pre-flight data audit: check every case before training and report all problems at once.
 
 In the spirit of nnU-Net's dataset integrity check, :func:`audit` looks at every image/label
-pair a manifest lists and at the manifest and split as a whole:
+pair a manifest lists and at the manifest and split as a whole. A case's image is one file
+(a 4D file holds its channels on the last axis) or one file per channel (nnU-Net's
+``<case>_0000``, ``<case>_0001``, ...); each channel file is checked on its own (exists, reads,
+lies on the label's grid, finite, ...) and the channels of all of them together are counted
+against the modalities:
 
 ========== ======== ================================================================
 check      severity what it catches
@@ -10,8 +14,9 @@ missing    error    a file the manifest names does not exist
 readable   error    a truncated or corrupt file (NIfTI through nibabel, other formats
                     through MONAI's ``LoadImage``)
 dims       error    a label map with another dimensionality than ``data.spatial_dims``
-shape      error    image and label grids differ
-channels   error    the image's channel count differs from the declared modalities
+shape      error    image (or a channel file) and label grids differ
+channels   error    the image's channel count (over its channel files) differs from the
+                    declared modalities
 affine     error    image and label affines differ beyond a tolerance (mm)
 spacing    error    a zero, negative or non-finite voxel size (warning: above ``max_spacing``)
 finite     error    NaN or Inf voxels in the image or the label map
@@ -43,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from medvision.data.records import Record, default_label_names
+from medvision.data.records import Record, default_label_names, record_files
 from medvision.utils.errors import MedvisionError
 
 Severity = Literal["error", "warning"]
@@ -61,7 +66,8 @@ _FIX = {
     "readable": "the file is truncated or corrupt: export or download it again, or remove the case",
     "dims": "set data.spatial_dims to the files' dimensionality, or convert the files",
     "shape": "the label map must lie on the image's grid: resample it onto the image (nearest neighbour)",
-    "channels": "list one modality per image channel in dataset.json ('modality'), or fix the image",
+    "channels": "declare one modality per image channel (dataset.json 'modality' or 'channel_names', "
+    "one image_<modality> CSV column each), or fix the image",
     "affine": "save the label map with the image's affine (header), or resample it onto the image",
     "spacing": "repair the voxel size in the file's header (pixdim / affine, in mm)",
     "spacing_large": "check the header's units: medvision expects voxel sizes in mm",
@@ -381,73 +387,79 @@ def _spacing(affine: np.ndarray, ndim: int) -> list[float]:
 
 
 def _pair_problems(
-    img: dict[str, Any],
+    images: list[dict[str, Any]],
     lab: dict[str, Any],
     num_classes: int,
     num_channels: int,
     spatial_dims: int | None,
     affine_tol: float,
     max_spacing: float,
-) -> list[tuple[str, str, str, str]]:
-    """``(severity, check, which file, message)`` for one readable image/label pair."""
-    found: list[tuple[str, str, str, str]] = []
-    ishape, lshape = tuple(img["shape"]), tuple(lab["shape"])
+) -> list[tuple[str, str, int | None, str]]:
+    """``(severity, check, file, message)`` for one case whose files are all readable.
+
+    Args:
+        images: the summary of each image file (one, or one per channel).
+        lab: the label map's summary.
+
+    ``file`` is the index of the image file concerned, or ``None`` for the label map.
+    """
+    found: list[tuple[str, str, int | None, str]] = []
+    lshape = tuple(lab["shape"])
+    several = len(images) > 1
+    names = [f"channel file {k}" if several else "image" for k in range(len(images))]
     if spatial_dims is not None and len(lshape) != spatial_dims:
         found.append(
             (
                 "error",
                 "dims",
-                "label",
+                None,
                 f"the label map is {len(lshape)}-D {list(lshape)}, data.spatial_dims={spatial_dims}",
             )
         )
-    if len(ishape) < len(lshape) or ishape[: len(lshape)] != lshape:
-        found.append(("error", "shape", "label", f"image shape {list(ishape)} and label shape {list(lshape)} differ"))
-    else:
-        channels = int(np.prod(ishape[len(lshape) :], dtype=np.int64))
-        if channels != num_channels:
-            found.append(
-                (
-                    "error",
-                    "channels",
-                    "image",
-                    f"the image has {channels} channel(s) {list(ishape)}, the dataset declares {num_channels}",
-                )
-            )
-        diff = float(np.max(np.abs(np.asarray(img["affine"]) - np.asarray(lab["affine"]))))
-        if not diff <= affine_tol:
-            found.append(
-                (
-                    "error",
-                    "affine",
-                    "label",
-                    f"image and label affines differ by up to {diff:.4g} (tolerance {affine_tol:g})",
-                )
-            )
-    spacing = _spacing(np.asarray(img["affine"]), len(lshape))
-    if not all(np.isfinite(s) and s > 0 for s in spacing):
-        found.append(("error", "spacing", "image", f"voxel spacing {spacing} is not positive and finite"))
-    elif max(spacing) > max_spacing:
-        found.append(
-            (
-                "warning",
-                "spacing",
-                "image",
-                f"voxel spacing {[round(s, 3) for s in spacing]} mm exceeds {max_spacing:g} mm",
-            )
+    on_grid: list[int] = []  # image files on the label's grid
+    channels: list[int] = []
+    for k, img in enumerate(images):
+        ishape = tuple(img["shape"])
+        if len(ishape) < len(lshape) or ishape[: len(lshape)] != lshape:
+            message = f"{names[k]} shape {list(ishape)} and label shape {list(lshape)} differ"
+            found.append(("error", "shape", k if several else None, message))
+        else:
+            on_grid.append(k)
+            channels.append(int(np.prod(ishape[len(lshape) :], dtype=np.int64)))
+    if len(on_grid) == len(images) and sum(channels) != num_channels:
+        held = (
+            f"the image has {channels[0]} channel(s) {list(images[0]['shape'])}"
+            if not several
+            else f"the {len(images)} image files hold {sum(channels)} channel(s) ({'+'.join(map(str, channels))})"
         )
-    if img["nonfinite"]:
-        found.append(("error", "finite", "image", f"{img['nonfinite']} NaN/Inf voxel(s) in the image"))
-    elif img["min"] is not None and img["min"] == img["max"]:
-        found.append(("warning", "constant", "image", f"the image is constant ({img['min']:g})"))
+        found.append(("error", "channels", 0, f"{held}, the dataset declares {num_channels}"))
+    for k in on_grid:
+        diff = float(np.max(np.abs(np.asarray(images[k]["affine"]) - np.asarray(lab["affine"]))))
+        if not diff <= affine_tol:
+            message = f"{names[k]} and label affines differ by up to {diff:.4g} (tolerance {affine_tol:g})"
+            found.append(("error", "affine", k if several else None, message))
+    prefix = [f"{name}: " if several else "" for name in names]
+    for k, img in enumerate(images):
+        spacing = _spacing(np.asarray(img["affine"]), len(lshape))
+        if not all(np.isfinite(s) and s > 0 for s in spacing):
+            found.append(("error", "spacing", k, f"{prefix[k]}voxel spacing {spacing} is not positive and finite"))
+        elif max(spacing) > max_spacing:
+            shown = [round(s, 3) for s in spacing]
+            found.append(("warning", "spacing", k, f"{prefix[k]}voxel spacing {shown} mm exceeds {max_spacing:g} mm"))
+    for k, img in enumerate(images):
+        where = f"channel file {k}" if several else "the image"
+        if img["nonfinite"]:
+            found.append(("error", "finite", k, f"{img['nonfinite']} NaN/Inf voxel(s) in {where}"))
+        elif img["min"] is not None and img["min"] == img["max"]:
+            found.append(("warning", "constant", k, f"{where} is constant ({img['min']:g})"))
     if lab["nonfinite"]:
-        found.append(("error", "finite", "label", f"{lab['nonfinite']} NaN/Inf voxel(s) in the label map"))
+        found.append(("error", "finite", None, f"{lab['nonfinite']} NaN/Inf voxel(s) in the label map"))
     elif not lab.get("integer", True):
         found.append(
             (
                 "error",
                 "labels",
-                "label",
+                None,
                 "the label map holds non-integer values "
                 f"(range {lab['min']:g}..{lab['max']:g}; saved with interpolation?)",
             )
@@ -461,12 +473,12 @@ def _pair_problems(
                 (
                     "error",
                     "labels",
-                    "label",
+                    None,
                     f"label values {shown} outside 0..{num_classes - 1} (the dataset declares {num_classes} labels)",
                 )
             )
         elif values and max(values) == 0:
-            found.append(("warning", "empty", "label", "the label map is empty (background only)"))
+            found.append(("warning", "empty", None, "the label map is empty (background only)"))
     return found
 
 
@@ -485,7 +497,8 @@ def audit(
     """Check every case of a dataset and return all problems at once.
 
     Args:
-        records: the cases (``image``, ``label``, ``id``, ``subject``; absolute paths).
+        records: the cases (``image``: a file or a list of channel files, ``label``, ``id``,
+            ``subject``; absolute paths).
         label_names: declared label names (value = index); ``None`` infers ``background,
             class_1..class_K`` from the largest value found (and checks integers and signs only).
         splits: record indices of each split (``group_split``'s output), for the leakage checks.
@@ -521,13 +534,16 @@ def audit(
         )
 
     # 1. files exist; read (or recall) what is needed from each
+    files = [{key: record_files(r, key) for key in ("image", "label")} for r in records]
     present: list[tuple[str, str]] = []
-    for i, r in enumerate(records):
-        for key in ("image", "label"):
-            if Path(r[key]).is_file() or Path(r[key]).is_dir():
-                present.append((str(r[key]), key))
-            else:
-                add("error", "missing", i, f"the {key} file does not exist", str(r[key]))
+    for i, case in enumerate(files):
+        for key, paths in case.items():
+            for k, path in enumerate(paths):
+                if Path(path).is_file() or Path(path).is_dir():
+                    present.append((path, key))
+                else:
+                    which = f"the image file of channel {k}" if len(paths) > 1 else f"the {key} file"
+                    add("error", "missing", i, f"{which} does not exist", path)
     cache = _SummaryCache(cache_file(cache_dir, source or "records") if cache_dir else None)
     summaries, files_read = _summaries(list(dict.fromkeys(present)), cache, num_threads or min(4, os.cpu_count() or 1))
     cache.save()
@@ -542,28 +558,32 @@ def audit(
     num_classes = len(label_names)
 
     # 2. each case on its own
-    for i, r in enumerate(records):
-        pair = {key: summaries.get((str(r[key]), key)) for key in ("image", "label")}
-        for key, summary in pair.items():
-            if summary is not None and "error" in summary:
-                add("error", "readable", i, f"cannot read the {key}: {summary['error']}", str(r[key]))
-        if any(s is None or "error" in s for s in pair.values()):
+    for i, case in enumerate(files):
+        read = {key: [summaries.get((path, key)) for path in paths] for key, paths in case.items()}
+        for key, found in read.items():
+            for k, summary in enumerate(found):
+                if summary is not None and "error" in summary:
+                    which = f"the image (channel {k})" if len(found) > 1 else f"the {key}"
+                    add("error", "readable", i, f"cannot read {which}: {summary['error']}", case[key][k])
+        usable = {key: [s for s in found if s is not None and "error" not in s] for key, found in read.items()}
+        if any(len(usable[key]) < len(case[key]) for key in case):
             continue
-        for severity, check, key, message in _pair_problems(
-            pair["image"], pair["label"], num_classes, num_channels, spatial_dims, affine_tol, max_spacing
-        ):
+        checked = _pair_problems(
+            usable["image"], usable["label"][0], num_classes, num_channels, spatial_dims, affine_tol, max_spacing
+        )
+        for severity, check, which, message in checked:
             fix = _FIX.get(f"{check}_large" if severity == "warning" and check == "spacing" else check)
             if check == "labels":
                 fix = _FIX["labels_integer" if "integer" in message else "labels_range"]
-            add(severity, check, i, message, str(r[key]), fix)
+            add(severity, check, i, message, case["label"][0] if which is None else case["image"][which], fix)
 
     # 3. the manifest and the split as a whole
-    _dataset_problems(records, split_of, summaries, add)
+    _dataset_problems(records, files, split_of, summaries, add)
 
     problems.sort(key=lambda p: (p.index if p.index is not None else len(records), p.severity != "error"))
     return AuditReport(
         num_cases=len(records),
-        num_files=2 * len(records),
+        num_files=sum(len(case["image"]) + len(case["label"]) for case in files),
         label_names=list(label_names),
         problems=problems,
         files_read=files_read,
@@ -579,23 +599,35 @@ def _split_rank(split: str) -> int:
 
 
 def _dataset_problems(
-    records: list[Record], split_of: dict[int, str], summaries: dict[tuple[str, str], dict[str, Any]], add: Any
+    records: list[Record],
+    files: list[dict[str, list[str]]],
+    split_of: dict[int, str],
+    summaries: dict[tuple[str, str], dict[str, Any]],
+    add: Any,
 ) -> None:
-    """Duplicate entries and leakage across splits (files, subjects, identical image content)."""
+    """Duplicate entries and leakage across splits (files, subjects, identical image content).
+
+    ``files`` holds each record's image file(s) (one per channel, or one) and label file.
+    """
 
     def first_first(indices: list[int]) -> list[int]:
         return sorted(indices, key=lambda i: (_split_rank(split_of.get(i, "")), i))
 
+    images = ["\n".join(case["image"]) for case in files]  # a case's image: all its channel files
     for key in ("image", "label"):
         by_file: dict[str, list[int]] = {}
-        for i, r in enumerate(records):
-            by_file.setdefault(str(r[key]), []).append(i)
-        for file, indices in by_file.items():
+        for i, case in enumerate(files):
+            for file in case[key]:
+                by_file.setdefault(file, []).append(i)
+        for file, listed in by_file.items():
+            indices = list(dict.fromkeys(listed))
+            if len(indices) < len(listed):  # one case names the file for two of its channels
+                add("error", "unique", indices[0], f"the {key} file is listed for two channels of the case", file)
             if len(indices) < 2:
                 continue
             keep, *others = first_first(indices)
             for i in others:
-                if key == "label" and str(records[i]["image"]) == str(records[keep]["image"]):
+                if key == "label" and images[i] == images[keep]:
                     continue  # the whole entry is repeated: reported once, for the image
                 where, there = split_of.get(i, ""), split_of.get(keep, "")
                 if where and there and where != there:
@@ -621,18 +653,18 @@ def _dataset_problems(
                     add("error", "leakage", i, f"subject {subject} is in the {first} and the {split_of[i]} split")
 
     by_content: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        summary = summaries.get((str(r["image"]), "image")) or {}
-        if "content" in summary and summary["min"] != summary["max"]:  # blank slices are alike, not copies
-            by_content.setdefault(summary["content"], []).append(i)
+    for i, case in enumerate(files):
+        channels = [summaries.get((file, "image")) or {} for file in case["image"]]
+        if all("content" in c for c in channels) and any(c["min"] != c["max"] for c in channels):
+            # blank images are alike, not copies
+            by_content.setdefault("+".join(c["content"] for c in channels), []).append(i)
     for indices in by_content.values():
-        files = {str(records[i]["image"]) for i in indices}
-        if len(files) < 2:
-            continue  # the same file listed twice: reported above
+        if len({images[i] for i in indices}) < 2:
+            continue  # the same file(s) listed twice: reported above
         keep, *others = first_first(indices)
         for i in others:
             where, there = split_of.get(i, ""), split_of.get(keep, "")
-            if str(records[i]["image"]) == str(records[keep]["image"]):
+            if images[i] == images[keep]:
                 continue
             if where and there and where != there:
                 add(
@@ -641,7 +673,7 @@ def _dataset_problems(
                     i,
                     f"the image has the same voxels as case {records[keep]['id']} of the "
                     f"{there} split (a copy of one scan under two names)",
-                    str(records[i]["image"]),
+                    files[i]["image"][0],
                 )
             else:
                 add(
@@ -649,7 +681,7 @@ def _dataset_problems(
                     "unique",
                     i,
                     f"the image has the same voxels as case {records[keep]['id']} (a copy of one scan?)",
-                    str(records[i]["image"]),
+                    files[i]["image"][0],
                     _FIX["leakage"],
                 )
 
@@ -658,5 +690,5 @@ def _dataset_problems(
         by_id.setdefault(str(r["id"]), []).append(i)
     for case_id, indices in by_id.items():
         for i in indices[1:]:
-            if str(records[i]["image"]) != str(records[indices[0]]["image"]):
+            if images[i] != images[indices[0]]:
                 add("warning", "unique", i, f"case id {case_id} is used by {len(indices)} cases", fix=_FIX["unique_id"])

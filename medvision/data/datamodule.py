@@ -1,7 +1,10 @@
 """``VolumeDataModule``: records -> split -> audit, for 2D/3D images and label maps.
 
-It knows files, splits and records, and nothing about networks. The records of each split
-(``{"image": path, "label": path, "subject", "id"}``) go to the DataModule base
+It knows files, splits and records, and nothing about networks. The records come from a
+Medical Segmentation Decathlon folder, an nnU-Net v2 raw dataset folder or a CSV manifest
+(:mod:`medvision.data.records`); the split is computed, or read from a file, and written as
+``splits.json`` (:mod:`medvision.data.splits`). The records of each split
+(``{"image": path or [channel paths], "label": path, "subject", "id"}``) go to the DataModule base
 (:class:`medvision.data.base.MedvisionDataModule`), which owns the MONAI transforms (``load``:
 deterministic preprocessing, cached; ``augment``: random, training only), the cache, the
 samplers and the loaders. Before any transform runs, every case is checked by the data audit
@@ -19,22 +22,30 @@ from lightning.pytorch.utilities import rank_zero_only
 from medvision.data.audit import AuditReport, audit
 from medvision.data.base import CacheMode, MedvisionDataModule, SpatialDims
 from medvision.data.loaders import LoaderKind
-from medvision.data.records import DatasetInfo, Record, read_csv, read_msd
+from medvision.data.records import DatasetInfo, Record, read_csv, read_msd, read_nnunet, record_files
 from medvision.data.sources import DatasetSource, prepare
-from medvision.data.splits import SPLITS, group_split
+from medvision.data.splits import SPLITS, CaseSplit, make_split, write_splits
 from medvision.utils.errors import MedvisionError
 from medvision.utils.validate import check_choice
 
 #: what a case that fails the data audit does (``data.on_invalid``)
 InvalidPolicy = Literal["error", "skip"]
+#: the layout of the folder ``data.root`` (``data.format``): MSD's dataset.json with a
+#: ``training`` list, or nnU-Net v2's raw dataset (channel_names, file_ending, imagesTr/<case>_XXXX)
+DatasetFormat = Literal["msd", "nnunet"]
 
 
 class VolumeDataModule(MedvisionDataModule):
-    """A LightningDataModule of 2D/3D images and label maps from an MSD folder or a CSV manifest.
+    """A LightningDataModule of 2D/3D images and label maps from an MSD or nnU-Net folder or a CSV manifest.
 
     Args:
-        root: MSD folder (``dataset.json`` + imagesTr/labelsTr). Written by ``source`` if missing.
-        manifest: CSV manifest (``image,label[,subject,id]``); used instead of ``root`` when set.
+        root: MSD folder (``dataset.json`` + imagesTr/labelsTr), or nnU-Net v2 raw dataset folder
+            with ``format="nnunet"``. Written by ``source`` if missing.
+        manifest: CSV manifest (``image,label[,subject,id]``, or one ``image_<modality>`` column
+            per channel); used instead of ``root`` when set.
+        format: the layout of ``root``: ``msd`` (:func:`~medvision.data.records.read_msd`) or
+            ``nnunet`` (:func:`~medvision.data.records.read_nnunet`). Chosen, not guessed: a
+            folder of the other layout fails with a message naming the right ``data=`` choice.
         source: a dataset source that writes ``root`` on first use (embedded datasets).
         label_names: label names for a CSV manifest (MSD folders name their labels).
         spatial_dims: 2 or 3.
@@ -47,6 +58,12 @@ class VolumeDataModule(MedvisionDataModule):
         fold: validation fold when ``num_folds`` is set.
         split_seed: seed of the subject shuffle (kept apart from the run's ``seed`` so that
             changing the training seed does not change the test set).
+        splits_file: read the split from this file instead of computing it: a ``splits.json``
+            a run wrote, or nnU-Net's ``splits_final.json`` (``fold`` picks the fold; the
+            fractions, ``num_folds`` and ``split_seed`` are then unused).
+        splits_report: JSON file the split is written to (``splits.json``: case ids of each
+            split, and of every fold for k-fold; ``None``: not written). It holds every case
+            of the manifest, before ``on_invalid=skip`` drops any (the audit report lists those).
         batch_size: training batch size (volumes; patch samplers multiply it).
         val_batch_size: batch size of validation and test (whole volumes).
         num_workers: DataLoader worker processes.
@@ -69,6 +86,7 @@ class VolumeDataModule(MedvisionDataModule):
         self,
         root: str | None = None,
         manifest: str | None = None,
+        format: DatasetFormat = "msd",
         source: DatasetSource | None = None,
         label_names: Sequence[str] | None = None,
         spatial_dims: SpatialDims = 3,
@@ -78,6 +96,8 @@ class VolumeDataModule(MedvisionDataModule):
         num_folds: int | None = None,
         fold: int = 0,
         split_seed: int = 0,
+        splits_file: str | None = None,
+        splits_report: str | None = None,
         batch_size: int = 2,
         val_batch_size: int = 1,
         num_workers: int = 0,
@@ -108,12 +128,15 @@ class VolumeDataModule(MedvisionDataModule):
             )
         self.root = root
         self.manifest = manifest
+        self.format = check_choice("data.format", format, DatasetFormat)
         self.source = source
         self.label_names_override = list(label_names) if label_names else None
         self.spatial_dims = spatial_dims
         self.split_args = dict(
             val_fraction=val_fraction, test_fraction=test_fraction, num_folds=num_folds, fold=fold, seed=split_seed
         )
+        self.splits_file = splits_file
+        self.splits_report = splits_report
         self.patch_size = list(patch_size) if patch_size else None
         self.on_invalid = check_choice("data.on_invalid", on_invalid, InvalidPolicy)
         self.audit = audit
@@ -137,7 +160,29 @@ class VolumeDataModule(MedvisionDataModule):
             return read_csv(
                 self.manifest, self.label_names_override, require_files=not self.audit, infer_label_names=not self.audit
             )
-        return read_msd(self.root, require_files=not self.audit)  # type: ignore[arg-type]
+        reader = read_nnunet if self.format == "nnunet" else read_msd
+        return reader(self.root, require_files=not self.audit)  # type: ignore[arg-type]
+
+    def _split(self, raw: DatasetInfo) -> CaseSplit:
+        """The configured split of ``raw``'s records: read from ``splits_file``, or computed."""
+        ids, subjects = [str(r["id"]) for r in raw.records], [str(r["subject"]) for r in raw.records]
+        return make_split(ids, subjects, splits_file=self.splits_file, **self.split_args)
+
+    def _write_splits(self, split: CaseSplit, raw: DatasetInfo) -> None:
+        """Write ``splits.json`` (rank 0; never over an input, and not over the file the split came from)."""
+        if not self.splits_report or rank_zero_only.rank != 0:
+            return
+        from medvision.utils.io import refuse_input_as_output
+
+        if self.splits_file and Path(self.splits_file).resolve() == Path(self.splits_report).resolve():
+            return  # the split was read from there: it is written already
+        refuse_input_as_output(self.splits_report, self._input_files(raw), what="data.splits_report")
+        write_splits(self.splits_report, split, [str(r["id"]) for r in raw.records])
+
+    @staticmethod
+    def _input_files(raw: DatasetInfo) -> list[str]:
+        """The manifest and every file its records name (what no report may overwrite)."""
+        return [raw.source, *(f for r in raw.records for k in ("image", "label") for f in record_files(r, k))]
 
     def run_audit(self, raw: DatasetInfo | None = None, split: dict[str, list[int]] | None = None) -> AuditReport:
         """Audit every case of the manifest: print the result, write the JSON report, return it.
@@ -152,7 +197,7 @@ class VolumeDataModule(MedvisionDataModule):
         from medvision.utils.io import refuse_input_as_output
 
         raw = raw or self._read_manifest()
-        split = split or group_split([r["subject"] for r in raw.records], **self.split_args)
+        split = split or self._split(raw).indices
         report = audit(
             raw.records,
             raw.label_names or None,
@@ -165,20 +210,21 @@ class VolumeDataModule(MedvisionDataModule):
         if rank_zero_only.rank == 0:
             report.print(root=Path(raw.source).parent if raw.source else None)
         if self.audit_report and rank_zero_only.rank == 0:  # DDP: one writer
-            inputs = [raw.source, *(r[k] for r in raw.records for k in ("image", "label"))]
-            refuse_input_as_output(self.audit_report, inputs, what="data.audit_report")
+            refuse_input_as_output(self.audit_report, self._input_files(raw), what="data.audit_report")
             report.write(self.audit_report, policy=self.on_invalid)
         self.audit_result = report
         return report
 
     def _load(self) -> None:
-        """Read the manifest, split by subject, audit, and apply ``on_invalid``.
+        """Read the manifest, split by subject (or read the split), write it, audit, and apply ``on_invalid``.
 
         The split is made before bad cases are dropped, so dropping a case never moves another
         case (or the test set) to another split.
         """
         raw = self._read_manifest()
-        split = group_split([r["subject"] for r in raw.records], **self.split_args)
+        case_split = self._split(raw)
+        self._write_splits(case_split, raw)
+        split = case_split.indices
         keep = set(range(len(raw.records)))
         label_names = raw.label_names
         if self.audit:
@@ -247,6 +293,13 @@ class VolumeDataModule(MedvisionDataModule):
     def _require(self, split: str) -> None:
         if not self.splits[split]:
             n = len({r["subject"] for r in self.info.records})
+            if self.splits_file:
+                nnunet = " (nnU-Net's: the cases in neither list of the fold), or set test=false"
+                raise MedvisionError(
+                    f"the {split} split is empty ({n} subjects in {self.info.source}; split read from "
+                    f"data.splits_file={self.splits_file}, fold {self.split_args['fold']})",
+                    fix=f"list {split} cases in the splits file" + (nnunet if split == "test" else ""),
+                )
             raise MedvisionError(
                 f"the {split} split is empty ({n} subjects in {self.info.source})",
                 fix=f"raise data.{split}_fraction or add cases",
