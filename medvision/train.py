@@ -19,7 +19,10 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     """Instantiate the DataModule, the LightningModule, the loggers and the Trainer from ``cfg``.
 
     What the model must know of the data (label names, class count, input channels, ...) comes
-    from ``datamodule.model_kwargs()``, not from the model config.
+    from ``datamodule.model_kwargs()``, not from the model config. A model with an
+    ``original_space`` attribute (the segmenter) also gets ``datamodule.original_space()``: the
+    callable that puts test cases back on their label files' grids
+    (:mod:`medvision.data.original_space`), so that test metrics are computed there.
 
     A ``ckpt_path`` is checked before it is used: its task and network before anything is
     built, its tensors against the built model (a clear error instead of a state-dict dump).
@@ -45,6 +48,11 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     model = instantiate(cfg.model, **datamodule.model_kwargs())
+    original_space = getattr(datamodule, "original_space", None)
+    if callable(original_space) and hasattr(model, "original_space"):
+        # a segmenter scores its test cases on their label files' grids; an attribute, not a
+        # hyperparameter, so checkpoints stay loadable without the data
+        model.original_space = original_space()
     if checkpoint is not None:
         check_checkpoint_weights(checkpoint, cfg.ckpt_path, model, config_for_checkpoint)
         del checkpoint
@@ -147,6 +155,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """
     from lightning.pytorch.utilities import rank_zero_only
 
+    from medvision.planning.apply import apply_plan
     from medvision.utils.config import resolved_container
     from medvision.utils.io import atomic_write_text
     from medvision.utils.printing import print_config_tree
@@ -157,6 +166,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     resuming = bool(cfg.get("ckpt_path"))
     rank_zero = rank_zero_only.rank == 0  # DDP ranks > 0 are re-launched with LOCAL_RANK set
+    # plan=auto: the planned keys are set before anything is read from cfg (resuming: the
+    # checkpoint's run was planned the same way; fingerprint and step times come from the cache)
+    plan = apply_plan(cfg)
     _keep_wandb_run(cfg, output_dir, create=rank_zero)
     config = resolved_container(cfg)
     validate_config(config)
@@ -172,6 +184,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("print_config", True):
             print_config_tree(cfg)
         atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))
+        if plan is not None:
+            from rich.console import Console
+
+            from medvision.planning.apply import PLAN_FILE
+            from medvision.utils.io import atomic_write_json
+
+            atomic_write_json(output_dir / PLAN_FILE, plan.to_dict())
+            Console().print(plan.table())
 
     seed_everything(cfg.seed)
     datamodule, model, trainer, loggers = build(cfg, config)

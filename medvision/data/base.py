@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from monai.data import Dataset
     from monai.transforms import Compose
 
+    from medvision.data.original_space import OriginalSpace
+
 #: what ``data.cache`` chooses: no cache, MONAI's ``CacheDataset`` or its ``PersistentDataset``
 CacheMode = Literal["none", "memory", "disk"]
 CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
@@ -50,6 +52,14 @@ STAGE_SPLITS: dict[str, tuple[str, ...]] = {
     "test": ("test",),
     "predict": ("test",),
 }
+
+
+def _transform_hash(transforms: Any) -> bytes:
+    """The disk cache's key of the deterministic transforms (MONAI's ``json_hashing``), versioned:
+    entries written before the cache kept metadata (``track_meta``) are not read back."""
+    from monai.data.utils import json_hashing
+
+    return json_hashing(transforms) + b"-meta"
 
 
 class MedvisionDataModule(pl.LightningDataModule):
@@ -72,6 +82,8 @@ class MedvisionDataModule(pl.LightningDataModule):
         cache: ``none``, ``memory`` (``CacheDataset``: the deterministic transforms once) or
             ``disk`` (``PersistentDataset`` in :meth:`cache_folder`).
         cache_dir: folder of the disk cache (``None``: the subclass's default).
+        samples_per_epoch: training samples an epoch draws (``None``: each sample once); a plan
+            sets it so that small datasets still make epochs of many steps.
     """
 
     def __init__(
@@ -84,8 +96,10 @@ class MedvisionDataModule(pl.LightningDataModule):
         loader: LoaderKind = "torch",
         cache: CacheMode = "none",
         cache_dir: str | Path | None = None,
+        samples_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
+        self.samples_per_epoch = samples_per_epoch
         transforms = transforms or {}
         self.load_transforms = transform_steps(transforms.get("load"))
         self.augment_transforms = transform_steps(transforms.get("augment"))
@@ -133,6 +147,25 @@ class MedvisionDataModule(pl.LightningDataModule):
 
         return Compose(self.load_transforms)
 
+    def original_space(self) -> OriginalSpace | None:
+        """What puts a preprocessed test batch back on its label files' grids, for the test metrics.
+
+        A segmenter is handed it by ``medvision.train.build`` and scores each test case against
+        its label file as stored (:mod:`medvision.data.original_space`).
+
+        Returns:
+            An :class:`~medvision.data.original_space.OriginalSpace` over :meth:`eval_transform`,
+            or ``None`` when the ``load`` pipeline reads no label file (array data: the arrays
+            are the only grid).
+        """
+        from monai.transforms import LoadImaged
+
+        from medvision.data.original_space import OriginalSpace
+
+        if not any(isinstance(t, LoadImaged) and "label" in t.keys for t in self.load_transforms):
+            return None
+        return OriginalSpace(self.eval_transform())
+
     def train_transform(self) -> Compose:
         """Preprocessing followed by the random augmentation."""
         from monai.transforms import Compose
@@ -152,13 +185,18 @@ class MedvisionDataModule(pl.LightningDataModule):
         if self.cache == "memory":
             return CacheDataset(samples, transform, progress=False, copy_cache=True)
         if self.cache == "disk":
-            from monai.data.utils import json_hashing
-
+            # track_meta: the cached images keep their metadata and applied operations (voxel size
+            # for HD95 in mm; the inversion of the preprocessing for the test metrics). Their
+            # metadata holds NumPy arrays, which torch.load(weights_only=True) refuses (MONAI
+            # then recomputes every entry, silently): the cache is read as the pickles medvision
+            # wrote there, so data.cache_dir must be a folder only the user writes.
             return PersistentDataset(
                 samples,
                 transform,
                 cache_dir=self.cache_folder(split),
-                hash_transform=json_hashing,
+                hash_transform=_transform_hash,
+                track_meta=True,
+                weights_only=False,
             )
         return Dataset(samples, transform)
 
@@ -184,7 +222,9 @@ class MedvisionDataModule(pl.LightningDataModule):
         """The training order: a function of the run's seed and the epoch, split over DDP ranks
         (:class:`medvision.data.sampling.EpochSampler`); a resumed run skips the batches done."""
         skip = resumed_batches(self.trainer) * self.batch_size
-        return EpochSampler(len(self.datasets["train"]), weights=self.sample_weights(), skip=skip)
+        return EpochSampler(
+            len(self.datasets["train"]), weights=self.sample_weights(), skip=skip, epoch_length=self.samples_per_epoch
+        )
 
     def train_dataloader(self) -> Any:
         """Training batches; order and augmentation are a function of the run's seed and the epoch."""

@@ -72,6 +72,7 @@ class VolumeDataModule(MedvisionDataModule):
             and test volumes (no random transforms) always use ``torch``.
         cache: ``none``, ``memory`` (``CacheDataset``) or ``disk`` (``PersistentDataset``).
         cache_dir: folder of the disk cache.
+        samples_per_epoch: training samples an epoch draws (``null``: each case once).
         pin_memory: pin host memory (useful on GPU).
         patch_size: training patch size; the transforms and the model's sliding window refer
             to it in config (``${data.patch_size}``).
@@ -104,6 +105,7 @@ class VolumeDataModule(MedvisionDataModule):
         loader: LoaderKind = "torch",
         cache: CacheMode = "memory",
         cache_dir: str | None = None,
+        samples_per_epoch: int | None = None,
         pin_memory: bool = False,
         patch_size: Sequence[int] | None = None,
         on_invalid: InvalidPolicy = "error",
@@ -120,6 +122,7 @@ class VolumeDataModule(MedvisionDataModule):
             loader=loader,
             cache=cache,
             cache_dir=cache_dir,
+            samples_per_epoch=samples_per_epoch,
         )
         if root is None and manifest is None:
             raise MedvisionError(

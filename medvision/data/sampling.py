@@ -58,6 +58,8 @@ class EpochSampler(Sampler):
         rank: this process's rank (default: the process group's, else 0).
         skip: samples of this rank to leave out of the first epoch iterated (a run resumed
             mid-epoch: those were trained on before it stopped; see :func:`resumed_batches`).
+        epoch_length: samples an epoch draws (``None``: ``num_samples``); a longer epoch
+            concatenates permutations (each sample equally often, as far as the length allows).
     """
 
     def __init__(
@@ -69,9 +71,11 @@ class EpochSampler(Sampler):
         num_replicas: int | None = None,
         rank: int | None = None,
         skip: int = 0,
+        epoch_length: int | None = None,
     ) -> None:
         world, this_rank = distributed()
         self.num_samples = int(num_samples)
+        self.epoch_length = int(epoch_length) if epoch_length else self.num_samples
         self.seed = run_seed() if seed is None else int(seed)
         self.shuffle = shuffle
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
@@ -85,17 +89,19 @@ class EpochSampler(Sampler):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.num_replicas)
+        return math.ceil(self.epoch_length / self.num_replicas)
 
     def order(self) -> list[int]:
         """Sample indices of the whole epoch (all ranks), padded to a multiple of the world size."""
         generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        rounds = math.ceil(self.epoch_length / max(self.num_samples, 1))
         if self.weights is not None:
-            order = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
+            order = torch.multinomial(self.weights, self.epoch_length, replacement=True, generator=generator).tolist()
         elif self.shuffle:
-            order = torch.randperm(self.num_samples, generator=generator).tolist()
+            order = [i for _ in range(rounds) for i in torch.randperm(self.num_samples, generator=generator).tolist()]
         else:
-            order = list(range(self.num_samples))
+            order = list(range(self.num_samples)) * rounds
+        order = order[: self.epoch_length]
         total = len(self) * self.num_replicas
         return (order * math.ceil(total / max(len(order), 1)))[:total]
 

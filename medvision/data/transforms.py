@@ -10,6 +10,7 @@ DataModules (:class:`medvision.data.base.MedvisionDataModule`) and prediction
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 #: a config's steps: an ordered mapping name -> transform (``None``: switched off) or a list
 StepSpec = Mapping[str, Callable | None] | Sequence[Callable | None] | None
@@ -29,3 +30,9 @@ def transform_steps(spec: StepSpec) -> list[Callable]:
         return []
     steps = spec.values() if isinstance(spec, Mapping) else spec
     return [t for t in steps if t is not None]
+
+
+def nonzero(image: Any) -> Any:
+    """``image != 0``: the foreground of ``CropForegroundd(select_fn=...)`` as nnU-Net crops (any
+    nonzero voxel, negative ones included; MONAI's default keeps positive voxels only)."""
+    return image != 0

@@ -8,7 +8,9 @@ The preprocessing is the run's own: the ``data.transforms.load`` pipeline stored
 checkpoint (:func:`medvision.models.loading.config_from_checkpoint`), never retyped. Segmentation
 runs sliding-window inference with the run's ``model.inferer`` settings, then inverts the
 spatial steps of that pipeline (MONAI ``Invertd``: padding, cropping, resampling, reorienting)
-on the probabilities and takes the arg-max in the original grid.
+on the probabilities and takes the arg-max in the original grid
+(:func:`medvision.data.original_space.to_original_grid`, which also puts the test cases of a
+training run back on their label files' grids for the test metrics).
 
 Inputs: a NIfTI file, a DICOM series (a folder of ``.dcm`` files of one Series Instance UID;
 read by MONAI's readers), a 2D image file, or a folder of those. A case that fails (unreadable, wrong
@@ -235,23 +237,16 @@ def segment_case(
     """Predict one case and write its mask (and probabilities) in the input's original space."""
     import numpy as np
     import torch
-    from monai.data import MetaTensor
-    from monai.transforms import Invertd
+
+    from medvision.data.original_space import original_grid, to_original_grid
 
     data = _load_case(transform, case)
     image = data["image"]
     _check_dims(image, spatial_dims, case)
     with torch.no_grad():
         probs = module.predict_step({"image": image[None].to(device)}, 0)[0].float().cpu()
-    data["pred"] = MetaTensor(probs)  # Invertd gives it the image's metadata and applied operations
-    inverted = Invertd(keys="pred", transform=transform, orig_keys="image", nearest_interp=False)(data)["pred"]
-    original_affine = np.asarray(image.meta.get("original_affine", image.meta["affine"]), dtype=np.float64)
-    shape = tuple(int(s) for s in image.meta["spatial_shape"])
-    if tuple(inverted.shape[1:]) != shape or not np.allclose(np.asarray(inverted.affine), original_affine, atol=1e-3):
-        raise RuntimeError(
-            f"inverting the preprocessing of {case.path} gave shape {tuple(inverted.shape[1:])} and affine "
-            f"{np.asarray(inverted.affine).tolist()}, not the input's {shape} and {original_affine.tolist()}"
-        )
+    inverted = to_original_grid(probs, data, transform)
+    _, original_affine = original_grid(image)
     probabilities = inverted.as_tensor().numpy().astype(np.float32)
     dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
     write_nifti(probabilities.argmax(0).astype(dtype), original_affine, case.outputs[0], like=case.path)

@@ -34,7 +34,8 @@ class SegmentationMetrics:
         )
 
     def update(self, logits: torch.Tensor, label: torch.Tensor, spacing: Sequence[float] | None = None) -> None:
-        """Add one batch: ``logits`` (B, C, ...) of the network, ``label`` (B, 1, ...) integer map."""
+        """Add one batch: ``logits`` (B, C, ...) of the network (or class probabilities: only their
+        arg-max counts), ``label`` (B, 1, ...) integer map on the same grid."""
         pred = one_hot(torch.argmax(logits, dim=1, keepdim=True), self.num_classes)
         target = one_hot(label.long(), self.num_classes)
         self.dice(pred, target)

@@ -2,11 +2,27 @@
 
 It knows the segmentation problem and nothing about file formats. The network is any
 ``nn.Module`` factory taking ``in_channels`` and ``out_channels`` (MONAI's nets).
+
+Where the metrics are computed:
+
+- ``val/...`` (every validation epoch): in the preprocessed space (reoriented, resampled to
+  ``data.transforms.pixdim``, cropped, padded), against the preprocessed label; cheap, and only
+  used to pick the best checkpoint.
+- ``test/dice_<label>``, ``test/dice_mean``, ``test/hd95_<label>``, ``test/hd95_mean``: as nnU-Net
+  and the Medical Segmentation Decathlon score, against each case's label file on its own grid:
+  the class probabilities are put back on that grid (the preprocessing inverted) and the
+  arg-max is taken there; HD95 is in mm of the label file's voxels. This needs
+  :attr:`SegmenterModule.original_space`, which ``medvision.train.build`` takes from the
+  DataModule. ``test_preprocessed/dice_<label>`` and ``test_preprocessed/dice_mean`` keep the
+  preprocessed-space Dice beside them (for comparison with ``val/``; no HD95). ``test/loss`` is
+  the loss in the preprocessed space.
+- a module without ``original_space`` (built directly, or on data without label files) computes
+  ``test/...`` in the preprocessed space, as validation does, and logs no ``test_preprocessed/``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -46,6 +62,12 @@ class SegmenterModule(MedvisionModule):
     #: the problem this module solves (:func:`medvision.models.loading.problem_of`)
     problem = "segmentation"
 
+    #: ``original_space(batch, probabilities)`` -> one ``(probabilities, label, spacing)`` per
+    #: case of a test batch, on the grid of its label file (``medvision.data.original_space``);
+    #: set by ``medvision.train.build``. Not a hyperparameter: checkpoints do not hold it.
+    #: ``None``: test metrics in the preprocessed space.
+    original_space: Callable[[Mapping[str, Any], torch.Tensor], Sequence[tuple[Any, ...]]] | None = None
+
     def __init__(
         self,
         net: Callable[..., nn.Module],
@@ -66,6 +88,7 @@ class SegmenterModule(MedvisionModule):
         self.inferer = dict(inferer or {})
         self.val_metrics = SegmentationMetrics(self.label_names, hd95=val_hd95)
         self.test_metrics = SegmentationMetrics(self.label_names, hd95=True)
+        self.test_preprocessed_metrics = SegmentationMetrics(self.label_names, hd95=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a patch or image batch."""
@@ -88,17 +111,29 @@ class SegmenterModule(MedvisionModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0])
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], metrics: SegmentationMetrics, prefix: str) -> None:
+    def _evaluate(self, batch: dict[str, Any], metrics: SegmentationMetrics, prefix: str) -> torch.Tensor:
+        """Log the loss and add the batch to ``metrics``, in the preprocessed space; the logits."""
         image, label = batch["image"], _plain(batch["label"])
         logits = self.infer(image)
         self.log(f"{prefix}/loss", self.loss_fn(logits, label), batch_size=image.shape[0], sync_dist=True)
         metrics.update(logits, label, spacing=_spacing(image))
+        return logits
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
+        """Score each case against its label file on its own grid (or, without
+        :attr:`original_space`, in the preprocessed space)."""
+        if self.original_space is None:
+            self._evaluate(batch, self.test_metrics, "test")
+            return
+        logits = self._evaluate(batch, self.test_preprocessed_metrics, "test")
+        probabilities = torch.softmax(logits.float(), dim=1)
+        for case_probabilities, label, spacing in self.original_space(batch, probabilities):
+            self.test_metrics.update(
+                case_probabilities[None].to(self.device), label[None].to(self.device), spacing=spacing
+            )
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
         """Class probabilities (softmax over channels) of whole images, by sliding window."""
@@ -115,3 +150,5 @@ class SegmenterModule(MedvisionModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics, "test")
+        if self.original_space is not None:
+            self._log_epoch(self.test_preprocessed_metrics, "test_preprocessed")

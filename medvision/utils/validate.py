@@ -122,6 +122,14 @@ def _signature(target: Any) -> tuple[inspect.Signature, dict[str, Any]] | None:
     return signature, hints
 
 
+#: annotations narrower than what the code accepts: (``_target_``, parameter) -> the true type.
+#: MONAI's ``UNet`` annotates ``strides`` as ``Sequence[int]``, but hands each level's stride to
+#: ``Convolution``, which takes one int or one per axis (planned anisotropic nets use the latter).
+WIDER_ANNOTATIONS: dict[tuple[str, str], Any] = {
+    ("monai.networks.nets.UNet", "strides"): typing.Sequence[int | typing.Sequence[int]],
+}
+
+
 def _check_node(node: Mapping[str, Any], path: str, passed: Collection[str] | None, problems: list[str]) -> None:
     """Keys, types and required parameters of one ``_target_`` node."""
     name = str(node["_target_"])
@@ -135,6 +143,7 @@ def _check_node(node: Mapping[str, Any], path: str, passed: Collection[str] | No
     if found is None:
         return
     signature, hints = found
+    hints = {**hints, **{key: tp for (target_name, key), tp in WIDER_ANNOTATIONS.items() if target_name == name}}
     params = {
         k: p
         for k, p in signature.parameters.items()
