@@ -166,8 +166,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     resuming = bool(cfg.get("ckpt_path"))
     rank_zero = rank_zero_only.rank == 0  # DDP ranks > 0 are re-launched with LOCAL_RANK set
-    # plan=auto: the planned keys are set before anything is read from cfg (resuming: the
-    # checkpoint's run was planned the same way; fingerprint and step times come from the cache)
+    # plan=auto: the planned keys are set before anything is read from cfg (a resumed run reuses
+    # its folder's plan.json)
     plan = apply_plan(cfg)
     _keep_wandb_run(cfg, output_dir, create=rank_zero)
     config = resolved_container(cfg)

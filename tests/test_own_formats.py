@@ -23,7 +23,6 @@ from hydra.utils import instantiate
 from medvision.data.audit import audit
 from medvision.data.records import read_csv, read_msd, read_nnunet
 from medvision.data.splits import SPLITS
-from medvision.utils.config import config_dir
 from medvision.utils.errors import MedvisionError
 
 SHAPE = (24, 24, 24)
@@ -37,7 +36,7 @@ SUBJECTS = {"case_000": "patient_0", "case_001": "patient_0"}
 
 #: planning off (conf/plan: own data default to plan=auto); conditional only while the planner
 #: is being added to the tree: once conf/plan/none.yaml is committed this can be ["plan=none"]
-PLAN_OFF = ["plan=none"] if (config_dir() / "plan" / "none.yaml").is_file() else []
+PLAN_OFF = ["plan=none"]
 #: a tiny but complete run on the 24^3 cases: 16^3 patches, a 2-level U-Net, 2 epochs with
 #: validation, test on the best checkpoint, memory cache, no worker processes
 TINY_RUN = [

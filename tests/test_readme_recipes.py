@@ -425,6 +425,14 @@ def _validated(report: str) -> Callable[[Workspace, Outcome], None]:
     return check
 
 
+def _planned(ws: Workspace, outcome: Outcome) -> None:
+    written = yaml.safe_load((outcome.cwd / "my_conf" / "experiment" / "hippocampus.yaml").read_text())
+    assert written["plan"]["mode"] == "fixed", written
+    assert "data.transforms.pixdim" in written["plan"]["values"], written
+    for choice in ("target spacing", "normalisation", "patch", "network", "schedule"):
+        assert choice in outcome.output, outcome.output[-2000:]
+
+
 def _help(ws: Workspace, outcome: Outcome) -> None:
     assert "== Configuration groups ==" in outcome.output and "experiment:" in outcome.output, outcome.output[-2000:]
 
@@ -469,7 +477,19 @@ RECIPES: dict[str, Recipe] = {
     "medvision-eval ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt": Recipe(
         "eval", "run", values={"<run>": _seg}, check=_evaluated
     ),
+    "medvision-train data=nnunet data.root=/data/nnUNet_raw/Dataset004_Hippocampus": Recipe(
+        "nnunet", "run", debug=(*UNET3D, *FAST)
+    ),
     "medvision-train data=msd data.root=/data/Task04_Hippocampus": Recipe("msd", "run", debug=(*UNET3D, *FAST)),
+    "medvision-plan data=nnunet data.root=/data/nnUNet_raw/Dataset004_Hippocampus plan.time_budget=10min "
+    "--write my_conf/experiment/hippocampus.yaml": Recipe("plan", "run", check=_planned),
+    "medvision-train --config-dir my_conf experiment=hippocampus": Recipe(
+        "planned",
+        "run",
+        "the experiment medvision-plan wrote, run unchanged at debug size",
+        debug=FAST,
+        needs=("plan",),
+    ),
     "medvision-train data=csv data.manifest=/data/cases.csv data.label_names=[background,liver,tumour]": Recipe(
         "csv", "run", debug=(*UNET3D, *FAST)
     ),
@@ -802,6 +822,21 @@ def _write_inputs(ws: Workspace) -> None:
         ",".join(f"Task04_Hippocampus/{Path(c[key])}" for key in ("image", "label")) for c in training
     ]
     (ws.inputs / "cases.csv").write_text("\n".join(rows) + "\n")
+    # /data/nnUNet_raw/Dataset004_Hippocampus: the same cases in nnU-Net v2's raw layout
+    raw = ws.inputs / "nnUNet_raw" / "Dataset004_Hippocampus"
+    (raw / "imagesTr").mkdir(parents=True)
+    (raw / "labelsTr").mkdir()
+    for case in training:
+        name = Path(case["image"]).name.removesuffix(".nii.gz")
+        shutil.copy(msd / case["image"], raw / "imagesTr" / f"{name}_0000.nii.gz")
+        shutil.copy(msd / case["label"], raw / "labelsTr" / f"{name}.nii.gz")
+    meta = json.loads((msd / "dataset.json").read_text())
+    labels = {name: int(value) for value, name in meta["labels"].items()}
+    (raw / "dataset.json").write_text(
+        json.dumps(
+            {"channel_names": {"0": "MRI"}, "labels": labels, "numTraining": len(training), "file_ending": ".nii.gz"}
+        )
+    )
     # /data/new: two new volumes (one of them /data/new/case01.nii.gz)
     (ws.inputs / "new").mkdir()
     for k, case in enumerate(training[:2], 1):

@@ -9,6 +9,8 @@ anything is built, so the run's ``config_resolved.yaml`` holds the plan it train
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -104,8 +106,10 @@ def set_planned(cfg: DictConfig, values: dict[str, Any], keep: list[str]) -> dic
 def apply_plan(cfg: DictConfig) -> Plan | None:
     """Set the planned keys the user left alone (see module docstring).
 
-    ``plan.mode``: ``auto`` plans the run now; ``fixed`` sets ``plan.values`` (a written plan,
-    ``medvision-plan --write``: key -> value, edited or not); ``none`` changes nothing.
+    ``plan.mode``: ``auto`` plans the run now (a run resumed in its own folder reuses the folder's
+    ``plan.json``, so a changed cache or machine cannot change a run half-way); ``fixed`` sets
+    ``plan.values`` (a written plan, ``medvision-plan --write``: key -> value, edited or not);
+    ``none`` changes nothing.
 
     Returns:
         The plan made now, or ``None``.
@@ -118,6 +122,10 @@ def apply_plan(cfg: DictConfig) -> Plan | None:
         set_planned(cfg, {str(k): v for k, v in values.items()}, kept_keys(cfg))
         return None
     if mode != "auto":
+        return None
+    earlier = Path(str(cfg.paths.output_dir)) / PLAN_FILE
+    if cfg.get("ckpt_path") and earlier.is_file():  # a resumed run keeps the plan it started with
+        set_planned(cfg, json.loads(earlier.read_text())["overrides"], kept_keys(cfg))
         return None
     plan = plan_for(cfg)
     set_planned(cfg, plan.overrides(), kept_keys(cfg))

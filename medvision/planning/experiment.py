@@ -30,10 +30,18 @@ def experiment_name(path: str | Path) -> tuple[Path | None, str]:
 
 
 def _yaml(data: dict[str, Any]) -> str:
-    """Block style for mappings, flow style for lists of numbers (``[0.8, 0.8, 3.3]``)."""
+    """Block style, but lists of numbers or strings in flow style (``[0.8, 0.8, 3.3]``)."""
     import yaml
 
-    return yaml.safe_dump(data, default_flow_style=None, sort_keys=False, width=120).rstrip("\n")
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_list(dumper: yaml.SafeDumper, value: list[Any]) -> Any:
+        flat = all(not isinstance(v, (list, dict)) for v in value)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flat)
+
+    Dumper.add_representer(list, represent_list)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=120).rstrip("\n")
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -77,13 +85,10 @@ def experiment_text(cfg: DictConfig, plan: Plan, data_choice: str, data_keys: li
         if not choice.keys:
             continue
         lines.append(f"    # {choice.name}: {choice.rule}")
-        values = {
-            key: OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True)
-            if OmegaConf.is_config(OmegaConf.select(cfg, key))
-            else OmegaConf.select(cfg, key)
-            for key in choice.keys
-        }
-        lines.append(_indent(_yaml(values), 4))
+        for key in choice.keys:
+            value = OmegaConf.select(cfg, key)
+            value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            lines.append(_indent(_yaml({key: value}), 4))
     return "\n".join(lines) + "\n"
 
 

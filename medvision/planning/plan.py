@@ -48,6 +48,10 @@ NARROW_BELOW_VOXELS = {2: 256**2, 3: 96**3}
 START_VOXELS = {2: 2048**2, 3: 256**3}
 #: seconds a run spends outside training and evaluation (imports, audit, loggers)
 STARTUP_S = 25.0
+#: a training step costs more than the net's own step: the patches' random augmentation (crops,
+#: flips, affine) and Lightning's loop (measured on the 2-core reference CPU: 3.1 s a step in a
+#: planned synthetic-CT run whose net alone stepped in 1.86 s)
+STEP_OVERHEAD = 1.65
 #: share of the budget spent validating
 VALIDATION_SHARE = 0.08
 #: sliding-window overlap of validation and test (``model.inferer.overlap``)
@@ -334,12 +338,12 @@ def make_plan(
     for family in FAMILIES:
         smallest = [c for c in all_candidates if c.family == family][-1]
         net = net_config(family, smallest.topo, smallest.base, dims)
-        measured = budgets.step_seconds(in_ch, out_ch, smallest.patch, patches, net, gpu, cache_dir)
+        measured = budgets.step_seconds(in_ch, out_ch, smallest.patch, patches, net, gpu, cache_dir) * STEP_OVERHEAD
         reference[family] = (measured, smallest.feature_map())
     load_s = 2.0 * sum(c.seconds for c in fp.cases) * (num_train + num_val + num_test) / max(len(fp.cases), 1)
 
     def costs(patch: list[int], step_s: float) -> dict[str, float]:
-        forward_s = step_s / patches / 3 * 4  # one sliding-window batch of 4 tiles, forward only
+        forward_s = step_s / STEP_OVERHEAD / patches / 3 * 4  # one sliding-window batch of 4 tiles, forward only
         windows = _windows(median_shape, patch)
         val_pass = num_val * math.ceil(windows / 4) * forward_s
         test_s = num_test * (math.ceil(windows / 4) * forward_s + 2.0)
@@ -360,7 +364,8 @@ def make_plan(
             break
     patch, topo = chosen.patch, chosen.topo
     net = net_config(chosen.family, topo, chosen.base, dims)
-    step_s = budgets.step_seconds(in_ch, out_ch, patch, patches, net, gpu, cache_dir)
+    net_step_s = budgets.step_seconds(in_ch, out_ch, patch, patches, net, gpu, cache_dir)
+    step_s = net_step_s * STEP_OVERHEAD
     est = costs(patch, step_s)
     steps = int(max(0.0, est["train_s"]) / step_s)
     steps = max(min(steps, MAX_STEPS), 1)
@@ -418,7 +423,8 @@ def make_plan(
             )
         )
     time_rule = (
-        f"{seconds / 60:.4g} min budget: {est['train_s']:.0f} s to train at {step_s:.3g} s/step (measured), "
+        f"{seconds / 60:.4g} min budget: {est['train_s']:.0f} s to train at {step_s:.3g} s/step (net "
+        f"{net_step_s:.3g} s measured, x{STEP_OVERHEAD} for augmentation and the loop), "
         f"{est['val_passes']} validations of ~{est['val_pass_s']:.0f} s, test ~{est['test_s']:.0f} s, "
         f"loading ~{load_s:.0f} s"
     )

@@ -36,15 +36,23 @@ def config_dir() -> Path:
 #: it is installed (the Hydra Optuna sweeper brings it), which imports alembic, whose plugin
 #: registry logs seven "setup plugin alembic...." lines at INFO; under Hydra's job logging (root
 #: at INFO) they were printed at the start of every run. Their warnings and errors still show.
-QUIET_LOGGERS: tuple[str, ...] = ("alembic",)
+#: ``monai.data.nvimgcodec_pydicom_plugin``: every ``LoadImage`` built without a reader makes
+#: MONAI's DICOM reader try a GPU decoder plugin and log (WARNING) and warn that it is not there,
+#: on machines that read no DICOM at all; pydicom's own decoders are used, nothing to act on.
+QUIET_LOGGERS: dict[str, int] = {"alembic": 30, "monai.data.nvimgcodec_pydicom_plugin": 40}
 
 
 def quiet_library_loggers() -> None:
-    """Raise :data:`QUIET_LOGGERS` to WARNING (medvision's, Lightning's and Hydra's loggers are untouched)."""
+    """Raise each logger of :data:`QUIET_LOGGERS` to its level (medvision's, Lightning's and
+    Hydra's loggers are untouched) and drop MONAI's matching GPU-decoder warning."""
     import logging
+    import warnings
 
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    warnings.filterwarnings(
+        "ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin", category=UserWarning
+    )
 
 
 def hydra_main(config_name: str, task: Any) -> None:
