@@ -185,13 +185,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
             print_config_tree(cfg)
         atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))
         if plan is not None:
-            from rich.console import Console
-
             from medvision.planning.apply import PLAN_FILE
             from medvision.utils.io import atomic_write_json
 
             atomic_write_json(output_dir / PLAN_FILE, plan.to_dict())
-            Console().print(plan.table())
+            plan.print()
 
     seed_everything(cfg.seed)
     datamodule, model, trainer, loggers = build(cfg, config)

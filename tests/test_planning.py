@@ -77,7 +77,8 @@ def test_plan_command_writes_an_experiment_that_trains_unchanged(tmp_path: Path,
     out = first.stdout
     for choice in ("target spacing", "normalisation", "patch", "network", "schedule"):
         assert choice in out
-    assert "anisotropic" in out and "CT, clip to the foreground" in out
+    text = target.read_text()  # each choice's rule, on one line, above its keys
+    assert "anisotropic" in text and "CT, clip to the foreground" in text
     assert f"--config-dir {target.parent.parent} experiment=tinyct" in out
 
     # the same plan again, from the cache (fingerprint and measured step time)

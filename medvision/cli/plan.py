@@ -34,7 +34,6 @@ def _plan(args: argparse.Namespace) -> int:
 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
-    from rich.console import Console
 
     from medvision.planning.apply import command_line_keys, kept_keys, plan_for, set_planned
     from medvision.planning.experiment import experiment_name, experiment_text, write_experiment
@@ -48,7 +47,7 @@ def _plan(args: argparse.Namespace) -> int:
                 cfg.plan = OmegaConf.merge(OmegaConf.load(config_dir() / "plan" / "auto.yaml"), {"keep": []})
         plan = plan_for(cfg)
         set_planned(cfg, plan.overrides(), kept_keys(cfg))
-        Console().print(plan.table())
+        plan.print()
         if args.write:
             data_keys = [k for k in command_line_keys() if k.startswith("data.")]
             choice = str(HydraConfig.get().runtime.choices.get("data"))

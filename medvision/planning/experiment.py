@@ -69,8 +69,14 @@ def experiment_text(cfg: DictConfig, plan: Plan, data_choice: str, data_keys: li
         "  - _self_",
     ]
     data = {}
+    planned = plan.overrides()
     for key in data_keys:
-        data[key.split(".", 1)[1]] = OmegaConf.select(cfg, key)
+        if key in planned:  # written under plan.values
+            continue
+        value = OmegaConf.select(cfg, key)
+        data[key.split(".", 1)[1]] = (
+            OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        )
     if data:
         nested: dict[str, Any] = {}
         for key, value in data.items():

@@ -49,9 +49,10 @@ START_VOXELS = {2: 2048**2, 3: 256**3}
 #: seconds a run spends outside training and evaluation (imports, audit, loggers)
 STARTUP_S = 25.0
 #: a training step costs more than the net's own step: the patches' random augmentation (crops,
-#: flips, affine) and Lightning's loop (measured on the 2-core reference CPU: 3.1 s a step in a
-#: planned synthetic-CT run whose net alone stepped in 1.86 s)
-STEP_OVERHEAD = 1.65
+#: flips, affine) and Lightning's loop. Measured on the 2-core reference CPU in two planned
+#: synthetic-CT runs: 1.67x (3.1 s a step against 1.86 s for the net alone) and 1.25x; the
+#: run's ``trainer.max_time`` stops an underestimate
+STEP_OVERHEAD = 1.4
 #: share of the budget spent validating
 VALIDATION_SHARE = 0.08
 #: sliding-window overlap of validation and test (``model.inferer.overlap``)
@@ -93,6 +94,13 @@ class Plan:
             "choices": [asdict(c) for c in self.choices],
             "overrides": self.overrides(),
         }
+
+    def print(self) -> None:
+        """Print :meth:`table` (160 columns wide when the output is no terminal: a log stays readable)."""
+        from rich.console import Console
+
+        console = Console()
+        (console if console.is_terminal else Console(width=160)).print(self.table())
 
     def table(self) -> Any:
         """A rich table: choice, value, rule."""

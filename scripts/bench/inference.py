@@ -52,6 +52,9 @@ def _medvision_calls(ctx: harness.Context, spec: plain.SegSpec) -> dict[str, Cal
     )
     torch.manual_seed(0)
     datamodule, model, trainer, _ = build(cfg, resolved_container(cfg))
+    # identical work: the raw side scores the preprocessed volumes; medvision's test metrics on each
+    # label file's own grid (the preprocessing inverted, the label file read) are switched off here
+    model.original_space = None
     datamodule.setup("test")  # cache the preprocessed volumes before the clock starts
     loader = datamodule.test_dataloader()
     model.eval()  # as medvision-predict loads it
