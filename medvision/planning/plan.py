@@ -445,7 +445,8 @@ def make_plan(
         f"{seconds / 60:.4g} min budget: {est['train_s']:.0f} s to train at {step_s:.3g} s/step (net "
         f"{net_step_s:.3g} s measured, x{STEP_OVERHEAD} for augmentation and the loop), "
         f"{est['val_passes']} validations of ~{est['val_pass_s']:.0f} s, test ~{est['test_s']:.0f} s, "
-        f"loading ~{load_s:.0f} s"
+        f"loading ~{load_s:.0f} s; after 2 epochs the epoch count (and the learning-rate schedule) is "
+        "re-fitted to the measured pace (callbacks.budget_pace)"
     )
     choices.append(
         Choice(
@@ -457,6 +458,11 @@ def make_plan(
                 "trainer.max_epochs": epochs,
                 "trainer.check_val_every_n_epoch": val_every,
                 "trainer.max_time": _clock(seconds - est["test_s"] - STARTUP_S),
+                # the epoch count is re-fitted once to the pace the run really trains at
+                "callbacks.budget_pace": {
+                    "_target_": "medvision.callbacks.budget_pace.BudgetPace",
+                    "val_pass_s": round(float(est["val_pass_s"]), 2),
+                },
             },
         )
     )

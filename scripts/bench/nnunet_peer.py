@@ -864,6 +864,7 @@ def train(
     num_processes: int = 2,
     dataset_id: int | None = None,
     out_json: Path | None = None,
+    fit: bool = False,
 ) -> dict[str, Any]:
     """Preprocess ``configuration`` and train ``nnUNetTrainerBudget`` on the CPU (plans made by :func:`plan` first).
 
@@ -880,6 +881,8 @@ def train(
         num_processes: preprocessing and data augmentation workers.
         dataset_id: id for a folder not named ``DatasetXXX_Name``.
         out_json: where the summary goes.
+        fit: ``nnUNet_budget_fit``: after two epochs, fit the epochs (and the poly schedule) to
+            what is left of ``budget_s`` at the measured pace; ``epochs`` is then an upper bound.
     """
     _, bindir, raw, did, dname, work = _peer_paths(venv, raw, dataset_id, work)
     pre = work / "nnUNet_preprocessed" / dname
@@ -894,6 +897,7 @@ def train(
             "nnUNet_budget_iters": str(iters),
             "nnUNet_budget_val_iters": str(val_iters),
             "nnUNet_budget_skip_final_val": "1" if skip_final_val else "0",
+            "nnUNet_budget_fit": "1" if fit else "0",
             "nnUNet_compile": "false",
         }
     )
@@ -912,6 +916,7 @@ def train(
         "val_iters_per_epoch": val_iters,
         "budget_s": budget_s,
         "skip_final_val": skip_final_val,
+        "fit": fit,
         "output_folder": str(out),
         "log": str(log),
         "steps": {},
@@ -944,7 +949,10 @@ def train(
         summary["validation"] = {"foreground_mean": vs.get("foreground_mean"), "mean": vs.get("mean")}
     logs = sorted(out.glob("training_log_*.txt"))
     if logs:
-        summary["epoch_times_s"] = [float(m) for m in re.findall(r"Epoch time: ([0-9.]+) s", logs[-1].read_text())]
+        text = logs[-1].read_text()
+        summary["epoch_times_s"] = [float(m) for m in re.findall(r"Epoch time: ([0-9.]+) s", text)]
+        fitted = re.findall(r"fitted to (\d+) epochs", text)
+        summary["fitted_epochs"] = int(fitted[-1]) if fitted else None
     if out_json is not None:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(summary, indent=2) + "\n")
@@ -1139,6 +1147,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--budget-s", type=float, default=None, help="wall budget of the training loop")
             p.add_argument("--splits", type=Path, default=None, help="splits_final.json to use")
             p.add_argument("--skip-final-val", action="store_true")
+            p.add_argument("--fit", action="store_true", help="fit the epochs to --budget-s at the measured pace")
     p = sub.add_parser("predict", help="predict cases with the trained budget model and score them (Dice)")
     p.add_argument("raw", type=Path, help="nnU-Net v2 raw dataset folder")
     p.add_argument("--cases", nargs="+", required=True, help="case ids from imagesTr/")
@@ -1197,6 +1206,7 @@ def main(argv: list[str] | None = None) -> int:
                 num_processes=args.np,
                 dataset_id=args.id,
                 out_json=args.json,
+                fit=args.fit,
             )
         elif args.command == "predict":
             predict(

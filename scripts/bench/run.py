@@ -7,7 +7,9 @@
 Benchmarks: 1 segmentation training throughput, 2 classification training throughput,
 3 data wait per cache mode, 4 inference (time, peak memory), 5 CLI start-up, 6 DDP on CPU,
 7 bf16 vs fp32, 8 time to quality. Each compares both sides alternately (A B A B) with
-identical work and fixed threads, and reports medians and the ratio.
+identical work and fixed threads, and reports medians and the ratio. 9 (medvision's planned
+default vs nnU-Net v2 at equal wall time) needs nnU-Net's separate venv and 20 minutes per
+dataset: it runs only when named (``--only 9``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ BENCHMARKS: dict[str, str] = {
     "6": "ddp",
     "7": "precision",
     "8": "time_to_quality",
+    "9": "nnunet_equal_time",
 }
+#: run only when named in --only: they install and run a peer tool (scripts/bench/nnunet_peer.py)
+PEER_BENCHMARKS = ("9",)
 #: rounds per comparison where --repeats is not given (8 always runs one round)
 DEFAULT_REPEATS = {"full": 3, "tiny": 1}
 ROUNDS_CAP = {"8": 1, "3": 2, "4": 3, "6": 2, "7": 2}
@@ -70,7 +75,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     repeats = args.repeats or DEFAULT_REPEATS[args.size]
-    selected = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
+    selected = [b.strip() for b in args.only.split(",") if b.strip()] or [
+        b for b in BENCHMARKS if b not in PEER_BENCHMARKS
+    ]
     unknown = [b for b in selected if b not in BENCHMARKS]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")

@@ -19,6 +19,12 @@ Settings come from environment variables, because ``nnUNetv2_train`` passes no t
   final checkpoint is then written as at a normal end.
 - ``nnUNet_budget_skip_final_val`` (default 0): 1 skips ``perform_actual_validation`` (the
   sliding-window prediction of every validation case after training).
+- ``nnUNet_budget_fit`` (default 0): 1 fits the run to ``nnUNet_budget_seconds`` at its measured
+  pace, as medvision's planned runs do (``callbacks.budget_pace``): after two epochs the number
+  of epochs that fit the remaining time (x0.95) at the second epoch's duration becomes the
+  length of nnU-Net's poly learning-rate schedule (``lr_scheduler.max_steps``) and the run
+  stops there, so its rate anneals to zero inside the budget instead of being cut while high.
+  ``nnUNet_budget_epochs`` is then only the upper bound.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         budget = _env("seconds", None)
         self.budget_seconds = float(budget) if budget else None
         self.skip_final_validation = _env("skip_final_val", "0") == "1"
+        self.fit_to_budget = _env("fit", "0") == "1" and self.budget_seconds is not None
+        #: the epochs the run was fitted to (``nnUNet_budget_fit``), once decided
+        self.fitted_epochs: int | None = None
         self._train_start: float | None = None
 
     def on_train_start(self) -> None:
@@ -77,6 +86,17 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         last = self.logger.get_value("epoch_end_timestamps", step=-1) - self.logger.get_value(
             "epoch_start_timestamps", step=-1
         )
+        if self.fit_to_budget and self.fitted_epochs is None and self.current_epoch >= 2:
+            remaining = self.budget_seconds - elapsed
+            self.fitted_epochs = min(self.num_epochs, self.current_epoch + max(1, int(0.95 * remaining / last)))
+            self.lr_scheduler.max_steps = self.fitted_epochs
+            self.print_to_log_file(
+                f"budget: {last:.1f} s per epoch, {remaining:.0f} s left: fitted to {self.fitted_epochs} epochs "
+                "(the poly schedule's length)"
+            )
+        if self.fitted_epochs is not None and self.current_epoch >= self.fitted_epochs:
+            self.print_to_log_file(f"budget: the {self.fitted_epochs} fitted epochs are done at {elapsed:.1f} s")
+            raise _BudgetSpent
         if elapsed + last > self.budget_seconds:
             self.print_to_log_file(f"budget: stopping after epoch {self.current_epoch} at {elapsed:.1f} s")
             raise _BudgetSpent
