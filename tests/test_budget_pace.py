@@ -6,6 +6,7 @@ sleep stands for a slow network), with ``max_epochs`` planned far too high or fa
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from medvision.callbacks.budget_pace import BudgetPace
 
 BASE_LR = 0.1
 ETA_MIN = 1e-4
-STEP_S = 0.01
-BATCHES = 5  # 0.05 s of training per epoch
+STEP_S = 0.02
+BATCHES = 5  # 0.1 s of training per epoch
 
 
 class SlowRegression(pl.LightningModule):
@@ -82,28 +83,31 @@ def test_the_epochs_fit_the_time_and_the_schedule_anneals_in_it(tmp_path: Path, 
     """Planned far too long (400 epochs: the time would cut the run with a high rate) or far too short
     (4 epochs: most of the budget unused), the run trains the epochs that fit, ends by its epoch
     count inside max_time, and its learning rate reaches the floor in the last epochs."""
-    seconds = 3
+    seconds = 4
     model, trainer, pace, wall = _fit(tmp_path, planned_epochs, seconds)
     assert pace.decision is not None, "no pace decision was made"
     epochs = pace.decision["epochs"]
     assert pace.decision["planned_epochs"] == planned_epochs
-    # at least 0.05 s per epoch: 3 s hold at most 60; a decision that filled the time holds > 10
-    assert 10 < epochs < 60, pace.decision
+    # at least 0.1 s per epoch: 4 s hold at most 40; a decision that used most of the time holds > 15
+    assert 15 < epochs < 40, pace.decision
     assert (epochs < planned_epochs) == (planned_epochs == 400)
     assert trainer.current_epoch == epochs, "the run did not end by its fitted epoch count"
     assert wall < seconds + 1.0
-    # the schedule was stretched or shrunk with the epochs: the last epoch's rate is near the floor
-    assert len(model.lrs) == epochs
-    assert model.lrs[-1] < 0.02 * BASE_LR, model.lrs[-3:]
-    assert model.lrs[len(model.lrs) // 2] == pytest.approx((BASE_LR + ETA_MIN) / 2, rel=0.25)
+    # the schedule was stretched or shrunk with the epochs: from the decision on the rate only falls,
+    # and it is near the floor in the last epoch
+    lrs = model.lrs
+    assert len(lrs) == epochs
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(lrs[2:])), lrs
+    assert lrs[-1] < 0.02 * BASE_LR, lrs[-3:]
 
 
 def test_a_resumed_run_keeps_the_decision(tmp_path: Path) -> None:
     """The decision is in the checkpoint: resumed from an epoch after it with far more time left,
     the run trains to the decided epoch count (not the config's 400) without deciding again."""
-    _, _, pace, _ = _fit(tmp_path, 400, 3)
+    _, _, pace, _ = _fit(tmp_path, 400, 4)
     assert pace.decision is not None
-    after = pace.decision["decided_after_epoch"] + 2
+    after = pace.decision["decided_after_epoch"] + 1
+    after += 1 - after % 2  # checkpoints are written at validation, every second epoch (odd indices)
     _, trainer, resumed, _ = _fit(tmp_path / "resumed", 400, 30, ckpt_path=str(tmp_path / f"epoch={after}.ckpt"))
     assert resumed.decision == pace.decision
     assert trainer.current_epoch == pace.decision["epochs"]

@@ -113,6 +113,8 @@ def test_plan_command_writes_an_experiment_that_trains_unchanged(tmp_path: Path,
     assert resolved["data"]["transforms"]["pixdim"] == pixdim
     assert resolved["data"]["patch_size"] == values["data.patch_size"]
     assert resolved["trainer"]["max_epochs"] == values["trainer.max_epochs"]
+    # the planned epoch count is re-fitted to the run's measured pace
+    assert resolved["callbacks"]["budget_pace"]["_target_"].endswith("BudgetPace")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # bone is bright: a planned run of ~a minute finds it far above chance (its voxel share ~5%)
     assert metrics["test/dice_bone"] > 0.6

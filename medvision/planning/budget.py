@@ -140,9 +140,20 @@ def step_seconds(
     if gpu:
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
-    if path is not None:
+    busy = not gpu and _busy_cpu()
+    if path is not None and not busy:
+        # a time measured while other processes share the CPU is several times too slow: used for
+        # this plan (the run's budget_pace corrects its epochs), not kept for the next one
         from medvision.utils.io import atomic_write_text
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"key": json.loads(key), "step_s": seconds}))
     return seconds
+
+
+def _busy_cpu() -> bool:
+    """Whether other work loads the CPU: the 1-minute load average above the core count."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        return False

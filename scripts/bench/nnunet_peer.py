@@ -856,7 +856,7 @@ def train(
     configuration: str = "3d_fullres",
     fold: str = "0",
     epochs: int = 1,
-    iters: int = 1,
+    iters: int | str = 1,
     val_iters: int = 1,
     budget_s: float | None = None,
     splits: Path | None = None,
@@ -1142,7 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--configuration", default="3d_fullres")
             p.add_argument("--fold", default="0")
             p.add_argument("--epochs", type=int, default=1)
-            p.add_argument("--iters", type=int, default=1)
+            p.add_argument("--iters", default="1", help="iterations per epoch, or auto (needs --budget-s)")
             p.add_argument("--val-iters", type=int, default=1)
             p.add_argument("--budget-s", type=float, default=None, help="wall budget of the training loop")
             p.add_argument("--splits", type=Path, default=None, help="splits_final.json to use")

@@ -12,7 +12,10 @@ Settings come from environment variables, because ``nnUNetv2_train`` passes no t
 
 - ``nnUNet_budget_epochs`` (default 5): ``num_epochs``; the poly learning-rate schedule decays
   over this many epochs, as in nnU-Net.
-- ``nnUNet_budget_iters`` (default 10): training iterations per epoch.
+- ``nnUNet_budget_iters`` (default 10): training iterations per epoch; ``auto`` (with a wall
+  budget) runs epoch 0 with one iteration and then sizes epochs to about 1/12 of the budget at
+  that pace (on a 2-core CPU one step of nnU-Net's 192x192x48 CT patch takes about a minute, so
+  a fixed count would make one epoch longer than the whole budget).
 - ``nnUNet_budget_val_iters`` (default 2): validation iterations per epoch (pseudo Dice only).
 - ``nnUNet_budget_seconds`` (default unset): stop after the epoch at whose end the elapsed time
   since ``on_train_start`` plus the last epoch's duration would exceed this many seconds; the
@@ -58,7 +61,9 @@ class nnUNetTrainerBudget(nnUNetTrainer):
     ) -> None:
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = int(_env("epochs", "5"))
-        self.num_iterations_per_epoch = int(_env("iters", "10"))
+        iters = _env("iters", "10")
+        self.auto_iters = iters == "auto"
+        self.num_iterations_per_epoch = 1 if self.auto_iters else int(iters)
         self.num_val_iterations_per_epoch = int(_env("val_iters", "2"))
         budget = _env("seconds", None)
         self.budget_seconds = float(budget) if budget else None
@@ -86,6 +91,10 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         last = self.logger.get_value("epoch_end_timestamps", step=-1) - self.logger.get_value(
             "epoch_start_timestamps", step=-1
         )
+        if self.auto_iters and self.current_epoch == 1:
+            # epoch 0 ran one iteration: size the epochs to ~1/12 of the budget at its pace
+            self.num_iterations_per_epoch = max(1, min(250, round(self.budget_seconds / 12 / max(last, 1e-3))))
+            self.print_to_log_file(f"budget: epoch 0 took {last:.1f} s: {self.num_iterations_per_epoch} iterations")
         if self.fit_to_budget and self.fitted_epochs is None and self.current_epoch >= 2:
             remaining = self.budget_seconds - elapsed
             self.fitted_epochs = min(self.num_epochs, self.current_epoch + max(1, int(0.95 * remaining / last)))
