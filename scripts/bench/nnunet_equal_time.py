@@ -47,6 +47,8 @@ PREDICT_RESERVE = 0.25
 #: nnU-Net iterations per epoch here (its default is 250, for days on a GPU): ``auto`` sizes an
 #: epoch to ~1/12 of the budget from the pace of a one-iteration epoch 0
 ITERS_PER_EPOCH = "auto"
+#: thread pins of the suite's other rows, lifted for both tools here
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"datasets": ["mni152"], "budgets": ["3min"]},
     "full": {"datasets": ["synthetic_ct", "mni152"], "budgets": ["10min"]},
@@ -153,9 +155,14 @@ def compare(name: str, budget: str, workdir: Path) -> dict[str, Any]:
         return json.loads((out / "result.json").read_text())
     raw = base / "raw" / f"Dataset{did:03d}_{nn_name}"
     nnunet_peer.prepare(name, raw, msd=base / "msd" / name)
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
-    medvision = run_medvision((base / "msd" / name).resolve(), budget, out, env)
-    nnunet = run_nnunet(raw, medvision["splits"], parse_duration(budget), out)
+    # both tools use the whole machine as they would by default (rows 1-8 pin threads; not this one)
+    pinned = {k: os.environ.pop(k) for k in THREAD_VARIABLES if k in os.environ}
+    try:
+        env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+        medvision = run_medvision((base / "msd" / name).resolve(), budget, out, env)
+        nnunet = run_nnunet(raw, medvision["splits"], parse_duration(budget), out)
+    finally:
+        os.environ.update(pinned)
     result = {
         "dataset": name,
         "budget": budget,
