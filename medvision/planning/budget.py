@@ -140,20 +140,21 @@ def step_seconds(
     if gpu:
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
-    busy = not gpu and _busy_cpu()
-    if path is not None and not busy:
-        # a time measured while other processes share the CPU is several times too slow: used for
-        # this plan (the run's budget_pace corrects its epochs), not kept for the next one
+    if path is not None:
+        # cached, so that the same data and budget give the same plan again; a time taken while other
+        # work loaded the CPU is too slow (the load is kept beside it), and the run's budget_pace
+        # re-fits the epochs to the pace it really trains at
         from medvision.utils.io import atomic_write_text
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"key": json.loads(key), "step_s": seconds}))
+        record = {"key": json.loads(key), "step_s": seconds, "load_average": _load_average()}
+        atomic_write_text(path, json.dumps(record))
     return seconds
 
 
-def _busy_cpu() -> bool:
-    """Whether other work loads the CPU: the 1-minute load average above the core count."""
+def _load_average() -> float | None:
+    """The 1-minute load average while timing (``None`` where the platform has none)."""
     try:
-        return os.getloadavg()[0] > (os.cpu_count() or 1)
-    except OSError:  # no load average on this platform
-        return False
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
