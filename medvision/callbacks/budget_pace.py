@@ -16,7 +16,7 @@ the epochs since (the first ones run slower while caches fill). The decision is 
 checkpoint: a resumed run keeps it. Under DDP rank 0 decides and every rank takes its decision.
 
 Runs without ``max_time`` are left alone. A run that must not depend on the machine's pace
-(an exact rerun elsewhere) sets ``callbacks.budget_pace=null``.
+(an exact rerun elsewhere) sets ``+callbacks.budget_pace=null``.
 """
 
 from __future__ import annotations
