@@ -9,6 +9,11 @@ The model is built by :func:`medvision.train.build`, as in training, so a segmen
 metrics are the run's own: computed against each case's label file on its own grid
 (:mod:`medvision.data.original_space`), with the preprocessed-space Dice as
 ``test_preprocessed/...``.
+
+``ckpt_path=[a.ckpt,b.ckpt]`` or an ensemble folder evaluates an ensemble of segmenters
+(:func:`evaluate_ensemble`): the test split of the first member's run, each case predicted as
+``medvision-predict`` does (each member's own preprocessing and TTA, probabilities averaged on the
+case's grid, the folder's postprocessing applied) and scored against its label file.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
         raise MedvisionError(
             "medvision-eval needs a checkpoint", fix="medvision-eval ckpt_path=<run dir>/checkpoints/best.ckpt"
         )
+    if is_ensemble(cfg.ckpt_path):
+        from medvision.inference.ensemble import member_checkpoints
+
+        cfg = cfg.copy()
+        cfg.ckpt_path = str(member_checkpoints(cfg.ckpt_path)[0][0])
     saved = config_from_checkpoint(cfg.ckpt_path)
     callbacks = {
         k: v
@@ -67,6 +77,13 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
     return out
 
 
+def is_ensemble(ckpt_path: object) -> bool:
+    """Whether ``ckpt_path`` names several checkpoints (a list) or an ensemble folder."""
+    from omegaconf import ListConfig
+
+    return isinstance(ckpt_path, (list, tuple, ListConfig)) or Path(str(ckpt_path)).expanduser().is_dir()
+
+
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` and return its test metrics (also written to ``metrics.json``).
 
@@ -74,6 +91,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
         cfg: the composed ``eval`` config.
         overrides: dotted ``data.*``/``model.*`` overrides (default: those of the command line).
     """
+    if not OmegaConf.is_missing(cfg, "ckpt_path") and cfg.ckpt_path and is_ensemble(cfg.ckpt_path):
+        return evaluate_ensemble(cfg, overrides)
     from medvision.train import build, check_output_dir, finish, log_hyperparameters
     from medvision.utils.config import resolved_container
     from medvision.utils.runs import numbers
@@ -94,3 +113,67 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
     if trainer.is_global_zero:
         finish(loggers, metrics, output_dir, title="eval metrics")
     return metrics
+
+
+def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+    """Test an ensemble of segmenters on the test split of its first member's run.
+
+    Each test case is predicted as ``medvision-predict`` predicts it
+    (:func:`medvision.inference.predict.case_probabilities`, then the ensemble folder's
+    postprocessing) and scored against its label file on its own grid: ``test/dice_<label>``,
+    ``test/dice_mean``, ``test/hd95_...``, as a single checkpoint's test is.
+
+    Raises:
+        MedvisionError: the members are not segmenters, or differ in problem or labels.
+    """
+    import numpy as np
+    import torch
+    from hydra.utils import instantiate
+    from monai.transforms import Compose, EnsureChannelFirst, LoadImage
+    from rich.progress import track
+
+    from medvision.inference.postprocess import apply_postprocessing
+    from medvision.inference.predict import Case, case_probabilities, load_members
+    from medvision.metrics.segmentation import SegmentationMetrics
+    from medvision.train import check_output_dir, finish, log_hyperparameters
+    from medvision.utils.config import resolved_container
+    from medvision.utils.instantiate import instantiate_group
+    from medvision.utils.seeding import seed_everything
+
+    members, postprocessing = load_members(cfg, command="medvision-eval")
+    if members[0].problem != "segmentation":
+        raise MedvisionError(
+            f"medvision-eval ensembles segmenters; {members[0].path} is a {members[0].problem} model",
+            fix="use medvision-predict ckpt_path=[...] for an ensemble of classifiers",
+        )
+    run_cfg = eval_config(cfg, _cli_overrides() if overrides is None else overrides)
+    config = resolved_container(run_cfg)
+    config["ensemble"] = {"members": [str(m.path) for m in members], "postprocessing": postprocessing}
+    output_dir = Path(run_cfg.paths.output_dir)
+    check_output_dir(output_dir, config, finished=("metrics.json",))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(run_cfg.seed)
+    datamodule = instantiate(run_cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    loggers = instantiate_group(run_cfg.get("logger"))
+    log_hyperparameters(loggers, config)
+    label_names = list(members[0].module.label_names)
+    metrics = SegmentationMetrics(label_names, hd95=True)
+    read_label = Compose([LoadImage(image_only=True), EnsureChannelFirst()])
+    device = torch.device("cpu")
+    for sample in track(list(datamodule.samples("test")), description="ensemble test", transient=True):
+        image = sample["image"]
+        first = Path(image[0] if isinstance(image, (list, tuple)) else image)
+        case = Case(str(sample.get("id", first.name)), first, image=image)
+        probabilities, _ = case_probabilities(members, case, device)
+        mask = apply_postprocessing(probabilities.argmax(0), postprocessing)
+        label = read_label(sample["label"])
+        spacing = [float(v) for v in torch.as_tensor(label.pixdim).flatten().tolist()][: label.ndim - 1]
+        onehot = np.eye(len(label_names), dtype=np.float32)[mask].transpose(mask.ndim, *range(mask.ndim))
+        metrics.update(torch.as_tensor(onehot)[None], label.as_tensor()[None], spacing=spacing)
+    values = metrics.compute("test")
+    for logger in loggers:
+        logger.log_metrics(values)
+    finish(loggers, values, output_dir, title="ensemble eval metrics")
+    return values

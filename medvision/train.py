@@ -53,6 +53,9 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
         # a segmenter scores its test cases on their label files' grids; an attribute, not a
         # hyperparameter, so checkpoints stay loadable without the data
         model.original_space = original_space()
+    if hasattr(model, "tta_axes"):
+        # test-time mirroring along the axes training flipped (tta=mirror), at test and predict only
+        model.tta_axes = _tta_axes(cfg)
     if checkpoint is not None:
         check_checkpoint_weights(checkpoint, cfg.ckpt_path, model, config_for_checkpoint)
         del checkpoint
@@ -65,6 +68,17 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     # default would replace them with a DistributedSampler that pads (a case counted twice).
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, use_distributed_sampler=False)
     return datamodule, model, trainer, loggers
+
+
+def _tta_axes(cfg: DictConfig) -> tuple[int, ...]:
+    """``tta`` of the config as axes (:func:`medvision.data.transforms.tta_axes`); a bad value names the key."""
+    from medvision.data.transforms import tta_axes
+
+    augment = OmegaConf.select(cfg, "data.transforms.augment")
+    try:
+        return tta_axes(cfg.get("tta"), OmegaConf.to_container(augment) if augment is not None else None)
+    except ValueError as err:
+        raise MedvisionError(str(err), fix="tta=mirror (average over the training flips) or tta=none") from None
 
 
 def log_hyperparameters(loggers: list[Any], config: dict[str, Any]) -> None:

@@ -36,3 +36,52 @@ def nonzero(image: Any) -> Any:
     """``image != 0``: the foreground of ``CropForegroundd(select_fn=...)`` as nnU-Net crops (any
     nonzero voxel, negative ones included; MONAI's default keeps positive voxels only)."""
     return image != 0
+
+
+def mirror_axes(augment: Mapping[str, Any] | Sequence[Any] | None) -> tuple[int, ...]:
+    """The spatial axes a training pipeline mirrors: those of its ``RandFlipd`` steps with ``prob > 0``.
+
+    Mirroring test-time augmentation (``tta=mirror``) flips along exactly these axes, so a model
+    is only asked about flips it was trained on (nnU-Net keeps its ``inference_allowed_mirroring_axes``
+    the same way). Read from the config (``data.transforms.augment``), not from built transforms.
+
+    Args:
+        augment: the ``data.transforms.augment`` config: a mapping name -> step (or a list).
+
+    Returns:
+        The sorted spatial axes (0 = the first axis after the channel); ``()`` when nothing is flipped.
+    """
+    if augment is None:
+        return ()
+    steps = augment.values() if isinstance(augment, Mapping) else augment
+    axes: set[int] = set()
+    for step in steps:
+        if not isinstance(step, Mapping) or not str(step.get("_target_", "")).endswith("RandFlipd"):
+            continue
+        if float(step.get("prob", 0.1)) <= 0:
+            continue
+        spatial = step.get("spatial_axis")
+        if spatial is None:  # MONAI: None flips every axis at once; count each as mirrored
+            spatial = [0, 1, 2]
+        axes.update(int(a) for a in ([spatial] if isinstance(spatial, int) else spatial))
+    return tuple(sorted(axes))
+
+
+#: the test-time augmentations ``tta=`` accepts
+TTA_MODES: tuple[str, ...] = ("mirror", "none")
+
+
+def tta_axes(tta: str | None, augment: Mapping[str, Any] | Sequence[Any] | None) -> tuple[int, ...]:
+    """The axes whose flips test and prediction average over: the training flips for ``tta=mirror``.
+
+    Args:
+        tta: ``mirror`` or ``none`` (``None``: none).
+        augment: the run's ``data.transforms.augment`` config.
+
+    Raises:
+        ValueError: ``tta`` is not one of :data:`TTA_MODES`.
+    """
+    mode = "none" if tta is None else str(tta)
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta={tta!r}: choose one of {', '.join(TTA_MODES)}")
+    return mirror_axes(augment) if mode == "mirror" else ()

@@ -17,7 +17,15 @@ read by MONAI's readers), a 2D image file, or a folder of those. A case that fai
 dimensionality, ...) is reported with its file and problem and skipped; the other cases are still written. The
 command then exits with :data:`PARTIAL_FAILURE_EXIT_CODE` (3), so that a pipeline notices; it
 exits 0 only when every case was written. Outputs never overwrite an input, and an existing
-output file is refused unless ``overwrite=true``.
+output file is refused unless ``overwrite=true``; ``continue=true`` keeps the cases whose outputs
+are complete (every output is written atomically, so an existing file is a finished one) and
+writes only the others, e.g. after a prediction run was killed half-way.
+
+``ckpt_path`` may also name several checkpoints (``ckpt_path=[a.ckpt,b.ckpt]``) or an ensemble
+folder (:mod:`medvision.inference.ensemble`): the members' probabilities are averaged on each
+input's grid, and the folder's postprocessing (:mod:`medvision.inference.postprocess`) is
+applied to the masks. Segmenters average over the flips of their training (``tta=mirror``,
+the default; ``tta=none``: one pass).
 """
 
 from __future__ import annotations
@@ -43,11 +51,28 @@ SUFFIXES: tuple[str, ...] = (*NIFTI_SUFFIXES, DICOM_SUFFIX, *PICTURE_SUFFIXES)
 # ----------------------------------------------------------------------------- files
 @dataclass
 class Case:
-    """One input to predict: a file, or a DICOM series (a folder of ``.dcm`` files)."""
+    """One input to predict: a file, or a DICOM series (a folder of ``.dcm`` files).
+
+    ``image`` is what the reader gets when it is not ``path`` itself: a record's list of channel
+    files (nnU-Net's ``<case>_0000``, ``<case>_0001`` ...).
+    """
 
     name: str
     path: Path
     outputs: list[Path] = field(default_factory=list)
+    image: Any = None
+
+
+@dataclass
+class Member:
+    """One model of a prediction (an ensemble has several): the module and its own preprocessing."""
+
+    path: Path
+    module: Any
+    run_cfg: DictConfig
+    problem: str
+    spatial_dims: int
+    transform: Any = None
 
 
 def _stem(path: Path) -> str:
@@ -190,10 +215,11 @@ def _load_case(transform: Any, case: Case) -> dict[str, Any]:
     """Apply the preprocessing to one case; steps that also name ``label`` run on the image alone."""
     from monai.transforms import allow_missing_keys_mode
 
-    if case.path.is_dir():
+    if case.image is None and case.path.is_dir():
         check_one_series(case.path)
+    image = case.image if case.image is not None else str(case.path)
     with allow_missing_keys_mode(transform):
-        return transform({"image": str(case.path), "id": case.name})
+        return transform({"image": image, "id": case.name})
 
 
 def _check_dims(image: Any, spatial_dims: int, case: Case) -> None:
@@ -231,44 +257,81 @@ def write_nifti(array: Any, affine: Any, path: Path, like: Path | None = None) -
         nib.save(image, tmp)
 
 
-def segment_case(
-    module: Any, transform: Any, case: Case, device: Any, spatial_dims: int, save_probabilities: bool
-) -> None:
-    """Predict one case and write its mask (and probabilities) in the input's original space."""
+def case_probabilities(members: Sequence[Member], case: Case, device: Any) -> tuple[Any, Any]:
+    """Class probabilities of one case on its input's grid, averaged over the members.
+
+    Each member preprocesses the case its own way, predicts (with its TTA), and its probabilities
+    are put back on the input's grid before they are averaged.
+
+    Returns:
+        ``(probabilities, affine)``: ``(C, *original)`` float32 numpy array and the input's affine.
+    """
     import numpy as np
     import torch
 
     from medvision.data.original_space import original_grid, to_original_grid
 
-    data = _load_case(transform, case)
-    image = data["image"]
-    _check_dims(image, spatial_dims, case)
-    with torch.no_grad():
-        probs = module.predict_step({"image": image[None].to(device)}, 0)[0].float().cpu()
-    inverted = to_original_grid(probs, data, transform)
-    _, original_affine = original_grid(image)
-    probabilities = inverted.as_tensor().numpy().astype(np.float32)
+    total, affine = None, None
+    for member in members:
+        data = _load_case(member.transform, case)
+        image = data["image"]
+        _check_dims(image, member.spatial_dims, case)
+        with torch.no_grad():
+            probs = member.module.predict_step({"image": image[None].to(device)}, 0)[0].float().cpu()
+        inverted = to_original_grid(probs, data, member.transform).as_tensor().numpy().astype(np.float32)
+        if total is None:
+            total, affine = inverted, original_grid(image)[1]
+        elif inverted.shape != total.shape:
+            raise ValueError(
+                f"{member.path} gives probabilities of shape {inverted.shape}, another member {total.shape}"
+            )
+        else:
+            total += inverted
+    assert total is not None
+    return total / len(members), affine
+
+
+def segment_case(
+    members: Sequence[Member],
+    case: Case,
+    device: Any,
+    save_probabilities: bool,
+    postprocessing: dict[str, Any] | None = None,
+) -> None:
+    """Predict one case and write its mask (and probabilities) in the input's original space."""
+    import numpy as np
+
+    from medvision.inference.postprocess import apply_postprocessing
+
+    probabilities, original_affine = case_probabilities(members, case, device)
     dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
-    write_nifti(probabilities.argmax(0).astype(dtype), original_affine, case.outputs[0], like=case.path)
+    mask = apply_postprocessing(probabilities.argmax(0).astype(dtype), postprocessing)
+    write_nifti(mask, original_affine, case.outputs[0], like=case.path)
     if save_probabilities:
         write_nifti(np.moveaxis(probabilities, 0, -1), original_affine, case.outputs[1], like=case.path)
 
 
 # ----------------------------------------------------------------------------- classification
-def classify_case(module: Any, transform: Any, case: Case, device: Any, spatial_dims: int) -> list[float]:
-    """Class (or label) probabilities of one case."""
+def classify_case(members: Sequence[Member], case: Case, device: Any) -> list[float]:
+    """Class (or label) probabilities of one case, averaged over the members."""
     import torch
 
-    image = _load_case(transform, case)["image"]
-    in_channels = int(module.hparams.get("in_channels", image.shape[0]))
-    if image.shape[0] == 1 and in_channels == 3:  # grey file, model trained on grey repeated to RGB
-        image = image.repeat(3, *([1] * (image.ndim - 1)))
-    if image.shape[0] != in_channels:
-        raise ValueError(f"{case.path} has {image.shape[0]} channels; the model takes {in_channels}")
-    _check_dims(image, spatial_dims, case)
-    with torch.no_grad():
-        scores = module.predict_step({"image": torch.as_tensor(image)[None].float().to(device)}, 0)
-    return [float(v) for v in scores[0].cpu().tolist()]
+    total: list[float] | None = None
+    for member in members:
+        module = member.module
+        image = _load_case(member.transform, case)["image"]
+        in_channels = int(module.hparams.get("in_channels", image.shape[0]))
+        if image.shape[0] == 1 and in_channels == 3:  # grey file, model trained on grey repeated to RGB
+            image = image.repeat(3, *([1] * (image.ndim - 1)))
+        if image.shape[0] != in_channels:
+            raise ValueError(f"{case.path} has {image.shape[0]} channels; the model takes {in_channels}")
+        _check_dims(image, member.spatial_dims, case)
+        with torch.no_grad():
+            scores = module.predict_step({"image": torch.as_tensor(image)[None].float().to(device)}, 0)
+        values = [float(v) for v in scores[0].cpu().tolist()]
+        total = values if total is None else [a + b for a, b in zip(total, values, strict=True)]
+    assert total is not None
+    return [v / len(members) for v in total]
 
 
 def probabilities_csv(rows: Sequence[tuple[Case, list[float]]], label_names: Sequence[str], task: str) -> str:
@@ -296,6 +359,8 @@ class PredictionSummary:
     written: dict[str, list[str]]
     failed: dict[str, str]
     csv: str | None = None
+    #: cases whose outputs were complete already (``continue=true``): kept, not predicted again
+    kept: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -335,8 +400,14 @@ def _device(name: str) -> Any:
     return torch.device(name)
 
 
-def _plan_outputs(cases: list[Case], output: Path, problem: str, cfg: DictConfig) -> Path | None:
-    """Set every case's output files; refuse outputs that are inputs or exist (unless ``overwrite``)."""
+def _plan_outputs(cases: list[Case], output: Path, problem: str, cfg: DictConfig) -> tuple[Path | None, list[Case]]:
+    """Set every case's output files; refuse outputs that are inputs or exist (unless ``overwrite``
+    or ``continue``).
+
+    Returns:
+        The CSV file (classification) and the cases whose outputs are complete already
+        (``continue=true``: they are kept and not predicted again).
+    """
     from medvision.utils.io import refuse_input_as_output
 
     inputs = [c.path for c in cases]
@@ -357,28 +428,69 @@ def _plan_outputs(cases: list[Case], output: Path, problem: str, cfg: DictConfig
         refuse_input_as_output(path, inputs, what="output")
     if cfg.get("summary"):
         refuse_input_as_output(cfg.summary, inputs, what="summary")
+    # every output is written atomically: a file that exists is complete
+    complete = [c for c in cases if all(p.exists() for p in c.outputs)]
+    if cfg.get("continue") and not cfg.overwrite:
+        for path in planned:  # what a killed run left of a file it was writing (medvision.utils.io.atomic_output)
+            for stale in path.parent.glob(f".{path.name}.*.tmp*"):
+                stale.unlink(missing_ok=True)
+        return csv_path, complete
     existing = [str(p) for p in planned if p.exists()]
     if existing and not cfg.overwrite:
         raise MedvisionError(
             f"{len(existing)} output file(s) exist already (e.g. {existing[0]}); they are not overwritten",
-            fix="choose another output=<folder>, or pass overwrite=true to replace them",
+            fix="choose another output=<folder>, pass continue=true to write only the missing cases, "
+            "or overwrite=true to replace them",
         )
-    return csv_path
+    return csv_path, []
+
+
+def load_members(cfg: DictConfig, command: str = "medvision-predict") -> tuple[list[Member], dict[str, Any] | None]:
+    """The model(s) of ``cfg.ckpt_path`` (a checkpoint, a list, an ensemble folder), each with its
+    preprocessing and TTA, and the ensemble folder's postprocessing decision.
+
+    Raises:
+        MedvisionError: a member is missing or unreadable, or the members differ in problem or labels.
+    """
+    from medvision.data.transforms import tta_axes
+    from medvision.inference.ensemble import check_members, member_checkpoints, read_folder
+    from medvision.inference.postprocess import DECISION_FILE
+
+    paths, folder = member_checkpoints(cfg.ckpt_path)
+    members: list[Member] = []
+    for path in paths:
+        module, run_cfg, problem = load_module(path, command)
+        members.append(Member(path, module, run_cfg, problem, spatial_dims_of(run_cfg, module)))
+    check_members([(m.path, m.problem, list(m.module.label_names)) for m in members])
+    for m in members:
+        if m.problem == "segmentation":
+            if cfg.get("inferer"):
+                m.module.inferer.update(OmegaConf.to_container(cfg.inferer, resolve=True))
+            augment = OmegaConf.select(m.run_cfg, "data.transforms.augment")
+            try:
+                m.module.tta_axes = tta_axes(
+                    cfg.get("tta"), OmegaConf.to_container(augment) if augment is not None else None
+                )
+            except ValueError as err:
+                raise MedvisionError(str(err), fix="tta=mirror or tta=none") from None
+        reader_steps = _classifier_input(cfg, m.run_cfg, m.spatial_dims) if m.problem == "classification" else None
+        m.transform = preprocessing(m.run_cfg, reader_steps)
+    return members, read_folder(folder, DECISION_FILE)
 
 
 def predict(cfg: DictConfig) -> PredictionSummary:
-    """Predict every case of ``cfg.input`` with the model of ``cfg.ckpt_path`` into ``cfg.output``.
+    """Predict every case of ``cfg.input`` with the model(s) of ``cfg.ckpt_path`` into ``cfg.output``.
 
     Args:
         cfg: the composed ``predict`` config (``conf/predict.yaml``).
 
     Returns:
-        The cases written (case -> files) and the cases skipped (case -> problem); also written
-        to ``cfg.summary`` as JSON.
+        The cases written (case -> files), the cases skipped (case -> problem) and, with
+        ``continue=true``, the cases kept; also written to ``cfg.summary`` as JSON.
 
     Raises:
         MedvisionError: a usage problem found before any case is predicted (no checkpoint, no
-            input, outputs that exist or are inputs).
+            input, outputs that exist or are inputs, an ensemble of different problems).
     """
     from medvision.utils.io import atomic_write_json, atomic_write_text
 
@@ -392,32 +504,37 @@ def predict(cfg: DictConfig) -> PredictionSummary:
         from medvision.utils.printing import print_config_tree
 
         print_config_tree(cfg)
-    module, run_cfg, problem = load_module(cfg.ckpt_path)
-    spatial_dims = spatial_dims_of(run_cfg, module)
-    if problem == "segmentation" and cfg.get("inferer"):
-        module.inferer.update(OmegaConf.to_container(cfg.inferer, resolve=True))
-    reader_steps = _classifier_input(cfg, run_cfg, spatial_dims) if problem == "classification" else None
-    transform = preprocessing(run_cfg, reader_steps)
+    members, postprocessing = load_members(cfg)
+    problem, spatial_dims = members[0].problem, members[0].spatial_dims
 
     cases = find_cases(cfg.input, spatial_dims)
     output = Path(cfg.output).expanduser()
-    csv_path = _plan_outputs(cases, output, problem, cfg)
+    csv_path, complete = _plan_outputs(cases, output, problem, cfg)
     output.mkdir(parents=True, exist_ok=True)
-    rows, failed = _predict_cases(cfg, module.to(_device(cfg.device)), transform, cases, problem, spatial_dims)
-    written = {c.name: [str(p) for p in c.outputs] for c in cases if c.name not in failed}
+    kept = [c.name for c in complete]
+    todo = [c for c in cases if c.name not in set(kept)]
+    device = _device(cfg.device)
+    for m in members:
+        m.module.to(device)
+    rows, failed = _predict_cases(cfg, members, todo, problem, postprocessing)
+    written = {c.name: [str(p) for p in c.outputs] for c in todo if c.name not in failed}
+    module = members[0].module
     if csv_path is not None and rows:
         atomic_write_text(
             csv_path, probabilities_csv(rows, list(module.label_names), getattr(module, "task", "multiclass"))
         )
-    summary = PredictionSummary(written, failed, str(csv_path) if csv_path is not None and rows else None)
+    summary = PredictionSummary(written, failed, str(csv_path) if csv_path is not None and rows else None, kept)
     if cfg.get("summary"):
         atomic_write_json(
             cfg.summary,
             {
-                "ckpt_path": str(cfg.ckpt_path),
+                "members": [str(m.path) for m in members],
+                "tta": cfg.get("tta"),
+                "postprocessing": postprocessing,
                 "input": str(cfg.input),
                 "output": str(output),
                 "written": written,
+                "kept": kept,
                 "failed": failed,
             },
         )
@@ -426,7 +543,11 @@ def predict(cfg: DictConfig) -> PredictionSummary:
 
 
 def _predict_cases(
-    cfg: DictConfig, module: Any, transform: Any, cases: list[Case], problem: str, spatial_dims: int
+    cfg: DictConfig,
+    members: list[Member],
+    cases: list[Case],
+    problem: str,
+    postprocessing: dict[str, Any] | None,
 ) -> tuple[list[tuple[Case, list[float]]], dict[str, str]]:
     """Predict case by case under a progress bar; a failing case is recorded and skipped.
 
@@ -437,15 +558,15 @@ def _predict_cases(
 
     from medvision.utils.errors import show_tracebacks
 
-    device = next(module.parameters()).device
+    device = next(members[0].module.parameters()).device
     rows: list[tuple[Case, list[float]]] = []
     failed: dict[str, str] = {}
     for case in track(cases, description=f"predicting {len(cases)} case(s)", console=_console(), transient=True):
         try:
             if problem == "segmentation":
-                segment_case(module, transform, case, device, spatial_dims, bool(cfg.save_probabilities))
+                segment_case(members, case, device, bool(cfg.save_probabilities), postprocessing)
             else:
-                rows.append((case, classify_case(module, transform, case, device, spatial_dims)))
+                rows.append((case, classify_case(members, case, device)))
         except Exception as err:
             if show_tracebacks():
                 raise
@@ -463,8 +584,9 @@ def _print_summary(summary: PredictionSummary, total: int, output: Path) -> None
     from rich.markup import escape
 
     console = _console()
+    kept = f" ({len(summary.kept)} complete already, kept)" if summary.kept else ""
     console.print(
-        f"medvision-predict: {len(summary.written)} of {total} case(s) written to {escape(str(output))}",
+        f"medvision-predict: {len(summary.written)} of {total} case(s) written to {escape(str(output))}{kept}",
         highlight=False,
     )
     for name, problem in summary.failed.items():

@@ -16,12 +16,16 @@ Where the metrics are computed:
   DataModule. ``test_preprocessed/dice_<label>`` and ``test_preprocessed/dice_mean`` keep the
   preprocessed-space Dice beside them (for comparison with ``val/``; no HD95). ``test/loss`` is
   the loss in the preprocessed space.
+- test and prediction average the class probabilities over every combination of flips along
+  :attr:`SegmenterModule.tta_axes` (mirroring test-time augmentation, ``tta=mirror``: 8 passes in
+  3D) inside the sliding window; validation never does (it only picks the checkpoint).
 - a module without ``original_space`` (built directly, or on data without label files) computes
   ``test/...`` in the preprocessed space, as validation does, and logs no ``test_preprocessed/``.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -68,6 +72,11 @@ class SegmenterModule(MedvisionModule):
     #: ``None``: test metrics in the preprocessed space.
     original_space: Callable[[Mapping[str, Any], torch.Tensor], Sequence[tuple[Any, ...]]] | None = None
 
+    #: spatial axes (0 = first after the channel) whose flips test and prediction average over
+    #: (set from ``tta`` and the run's training flips by ``medvision.train.build`` and
+    #: ``medvision-predict``); ``()``: one plain pass. Not a hyperparameter.
+    tta_axes: tuple[int, ...] = ()
+
     def __init__(
         self,
         net: Callable[..., nn.Module],
@@ -94,16 +103,25 @@ class SegmenterModule(MedvisionModule):
         """Logits of a patch or image batch."""
         return self.net(x)
 
-    def infer(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits of whole images by sliding-window inference (settings from ``inferer``)."""
-        return sliding_window_inference(
+    def infer(self, image: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Logits of whole images by sliding-window inference (settings from ``inferer``).
+
+        Args:
+            image: ``(B, C, *spatial)``.
+            tta: average over the flips of :attr:`tta_axes` inside each window; the result is
+                then the log of the averaged probabilities (its softmax is their mean).
+        """
+        axes = self.tta_axes if tta else ()
+        out = sliding_window_inference(
             _plain(image),
             roi_size=self.inferer.get("roi_size"),
             sw_batch_size=self.inferer.get("sw_batch_size", 4),
-            predictor=self.net,
+            predictor=self.net if not axes else _MirroredPredictor(self.net, axes),
             overlap=self.inferer.get("overlap", 0.25),
             mode=self.inferer.get("mode", "gaussian"),
         )
+        # with TTA the windows hold (and are blended as) probabilities
+        return torch.log(out.clamp_min(1e-12)) if axes else out
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         image, label = _plain(batch["image"]), _plain(batch["label"])
@@ -111,10 +129,12 @@ class SegmenterModule(MedvisionModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0])
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], metrics: SegmentationMetrics, prefix: str) -> torch.Tensor:
+    def _evaluate(
+        self, batch: dict[str, Any], metrics: SegmentationMetrics, prefix: str, tta: bool = False
+    ) -> torch.Tensor:
         """Log the loss and add the batch to ``metrics``, in the preprocessed space; the logits."""
         image, label = batch["image"], _plain(batch["label"])
-        logits = self.infer(image)
+        logits = self.infer(image, tta=tta)
         self.log(f"{prefix}/loss", self.loss_fn(logits, label), batch_size=image.shape[0], sync_dist=True)
         metrics.update(logits, label, spacing=_spacing(image))
         return logits
@@ -126,9 +146,9 @@ class SegmenterModule(MedvisionModule):
         """Score each case against its label file on its own grid (or, without
         :attr:`original_space`, in the preprocessed space)."""
         if self.original_space is None:
-            self._evaluate(batch, self.test_metrics, "test")
+            self._evaluate(batch, self.test_metrics, "test", tta=True)
             return
-        logits = self._evaluate(batch, self.test_preprocessed_metrics, "test")
+        logits = self._evaluate(batch, self.test_preprocessed_metrics, "test", tta=True)
         probabilities = torch.softmax(logits.float(), dim=1)
         for case_probabilities, label, spacing in self.original_space(batch, probabilities):
             self.test_metrics.update(
@@ -136,8 +156,8 @@ class SegmenterModule(MedvisionModule):
             )
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
-        """Class probabilities (softmax over channels) of whole images, by sliding window."""
-        return torch.softmax(self.infer(batch["image"]).float(), dim=1)
+        """Class probabilities (softmax over channels) of whole images, by sliding window (with TTA)."""
+        return torch.softmax(self.infer(batch["image"], tta=True).float(), dim=1)
 
     def _log_epoch(self, metrics: SegmentationMetrics, prefix: str) -> None:
         values = metrics.compute(prefix)  # gathers across ranks: called on every rank
@@ -152,3 +172,23 @@ class SegmenterModule(MedvisionModule):
         self._log_epoch(self.test_metrics, "test")
         if self.original_space is not None:
             self._log_epoch(self.test_preprocessed_metrics, "test_preprocessed")
+
+
+class _MirroredPredictor(nn.Module):
+    """A window's class probabilities averaged over every combination of flips along ``axes``."""
+
+    def __init__(self, net: nn.Module, axes: Sequence[int]) -> None:
+        super().__init__()
+        self.net = net
+        self.flips = [
+            [a + 2 for a, on in zip(axes, bits, strict=True) if on]
+            for bits in itertools.product((False, True), repeat=len(axes))
+        ]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros((), dtype=torch.float32, device=x.device)
+        for dims in self.flips:
+            logits = self.net(x.flip(dims) if dims else x)
+            probs = torch.softmax(logits.float(), dim=1)
+            total = total + (probs.flip(dims) if dims else probs)
+        return total / len(self.flips)

@@ -62,6 +62,7 @@ def plan_for(cfg: DictConfig, progress: bool = True) -> Plan:
     from hydra.utils import instantiate
 
     from medvision.data.fingerprint import fingerprint
+    from medvision.data.transforms import tta_axes
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -77,6 +78,8 @@ def plan_for(cfg: DictConfig, progress: bool = True) -> Plan:
         progress=progress,
     )
     trainer = cfg.get("trainer") or {}
+    augment = OmegaConf.select(cfg, "data.transforms.augment")
+    axes = tta_axes(cfg.get("tta"), OmegaConf.to_container(augment) if augment is not None else None)
     return make_plan(
         fp,
         num_train=len(splits["train"]),
@@ -87,6 +90,7 @@ def plan_for(cfg: DictConfig, progress: bool = True) -> Plan:
         accelerator=str(trainer.get("accelerator", "cpu")),
         precision=str(trainer.get("precision", "32-true")),
         cache_dir=cfg.plan.get("cache_dir"),
+        test_passes=2 ** len(axes),
     )
 
 

@@ -293,6 +293,7 @@ def make_plan(
     cache_dir: str | Path | None = None,
     min_patches: int = MIN_PATCHES,
     step_seconds: Callable[..., float] = budgets.step_seconds,
+    test_passes: int = 1,
 ) -> Plan:
     """Plan training for the dataset ``fp`` within a budget.
 
@@ -309,6 +310,7 @@ def make_plan(
         min_patches: training patches the plan aims for at least.
         step_seconds: what times a net's training step (:func:`medvision.planning.budget.step_seconds`,
             same arguments); a benchmark planning for a GPU on a machine without one passes an estimate.
+        test_passes: forward passes per test window (``tta=mirror``: 2 per mirrored axis, 8 in 3D).
     """
     gpu = budgets.uses_gpu(accelerator)
     seconds = budgets.parse_duration(time_budget, "gpu" if gpu else "cpu")
@@ -357,7 +359,7 @@ def make_plan(
         forward_s = step_s / STEP_OVERHEAD / patches / 3 * 4  # one sliding-window batch of 4 tiles, forward only
         windows = _windows(median_shape, patch)
         val_pass = num_val * math.ceil(windows / 4) * forward_s
-        test_s = num_test * (math.ceil(windows / 4) * forward_s + 2.0)
+        test_s = num_test * (math.ceil(windows / 4) * forward_s * test_passes + 2.0)
         passes = max(2, min(50, int(VALIDATION_SHARE * seconds / max(val_pass, 1e-3))))
         train_s = seconds - STARTUP_S - load_s - test_s - passes * val_pass
         return {"step_s": step_s, "val_pass_s": val_pass, "test_s": test_s, "val_passes": passes, "train_s": train_s}
@@ -444,7 +446,9 @@ def make_plan(
     time_rule = (
         f"{seconds / 60:.4g} min budget: {est['train_s']:.0f} s to train at {step_s:.3g} s/step (net "
         f"{net_step_s:.3g} s measured, x{STEP_OVERHEAD} for augmentation and the loop), "
-        f"{est['val_passes']} validations of ~{est['val_pass_s']:.0f} s, test ~{est['test_s']:.0f} s, "
+        f"{est['val_passes']} validations of ~{est['val_pass_s']:.0f} s, test ~{est['test_s']:.0f} s"
+        + (f" ({test_passes} TTA passes)" if test_passes > 1 else "")
+        + ", "
         f"loading ~{load_s:.0f} s; after 2 epochs the epoch count (and the learning-rate schedule) is "
         "re-fitted to the measured pace (callbacks.budget_pace)"
     )

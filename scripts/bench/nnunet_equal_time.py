@@ -16,9 +16,10 @@ timed from launch to a scored test prediction, everything included:
   Its training gets the budget minus what its planning and preprocessing took, minus a reserve
   for prediction (``PREDICT_RESERVE``); its real total is reported, whatever it is.
 
-medvision has no TTA yet (issue 15); nnU-Net uses its own. Rows: mean foreground test Dice,
+nnU-Net uses its mirroring TTA; medvision uses its own (``tta=mirror``, the default since issue
+15; rows measured before say "medvision no TTA"). Rows: mean foreground test Dice,
 medvision / nnU-Net (goal >= 1), with both wall times, both plans and per-class Dice in the JSON.
-Not in the default suite (it needs the peer venv and 20 minutes per dataset and budget):
+Not in the default suite (it needs the peer venv and 20-70 minutes per dataset and budget):
 ``make bench BENCH_ARGS="--only 9 --merge --workdir /tmp/medvision-bench-9"``, or one dataset
 at a time (same default workdir; a comparison finished there is reported again, not rerun)::
 
@@ -51,7 +52,7 @@ ITERS_PER_EPOCH = "auto"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"datasets": ["mni152"], "budgets": ["3min"]},
-    "full": {"datasets": ["synthetic_ct", "mni152"], "budgets": ["10min"]},
+    "full": {"datasets": ["synthetic_ct", "mni152"], "budgets": ["10min", "30min"]},
 }
 
 
@@ -90,8 +91,11 @@ def run_medvision(msd: Path, budget: str, out: Path, env: dict[str, str]) -> dic
     metrics = json.loads((run_dir / "metrics.json").read_text())
     dice, per_class = _mean_foreground(metrics)
     plan = json.loads((run_dir / "plan.json").read_text())
+    resolved = (run_dir / "config_resolved.yaml").read_text()
+    tta = next((line.split(":", 1)[1].strip() for line in resolved.splitlines() if line.startswith("tta:")), "none")
     return {
         "wall_s": round(wall, 1),
+        "tta": tta,
         "dice": dice,
         "dice_per_class": per_class,
         "plan": {c["name"]: c["value"] for c in plan["choices"]},
@@ -188,7 +192,8 @@ def row(result: dict[str, Any]) -> dict[str, Any]:
         sides=("medvision", "nnU-Net v2"),
         note=(
             f"wall: medvision {mv['wall_s']:.0f} s, nnU-Net {nn['wall_s']:.0f} s (plan to scored test); "
-            f"nnU-Net {nn['epochs']} epochs ({ITERS_PER_EPOCH} iterations each), mirroring TTA; medvision no TTA"
+            f"nnU-Net {nn['epochs']} epochs ({ITERS_PER_EPOCH} iterations each), mirroring TTA; "
+            f"medvision {'mirroring TTA' if mv.get('tta') == 'mirror' else 'no TTA'}"
         ),
         extra=result,
     )
