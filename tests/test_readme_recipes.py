@@ -322,11 +322,16 @@ def _resumed(name: str) -> Callable[[Workspace, Outcome], None]:
     return check
 
 
+def _auto_out(ws: Workspace) -> Path:
+    """Where README's ``medvision-auto`` line writes with ``--folds 2`` (its default ``--out``)."""
+    return ws.home / "logs" / "auto" / "Task04_Hippocampus_2fold"
+
+
 def _written(*names: str, where: str = "cwd") -> Callable[[Workspace, Outcome], None]:
-    """The command wrote ``names`` (relative to its working folder, or to its run folder)."""
+    """The command wrote ``names`` (relative to its working folder, its run folder, or the auto folder)."""
 
     def check(ws: Workspace, outcome: Outcome) -> None:
-        base = outcome.folder if where == "run" else outcome.cwd
+        base = {"run": outcome.folder, "auto": _auto_out(ws)}.get(where, outcome.cwd)
         assert base is not None
         for name in names:
             there = sorted(p.name for p in base.rglob("*"))[:40]
@@ -658,6 +663,37 @@ RECIPES: dict[str, Recipe] = {
     "medvision-predict ckpt_path=<segmenter best.ckpt> input=/data/new output=predictions device=cpu "
     "+inferer.sw_batch_size=8": Recipe(
         "predict_cpu", "run", values={"<segmenter best.ckpt>": _seg_ckpt}, check=_predicted("case01", "case02")
+    ),
+    "medvision-predict ckpt_path=[logs/train/runs/<run>/checkpoints/best.ckpt,logs/train/runs/<other run>/checkpoints/"
+    "best.ckpt] input=/data/new output=predictions": Recipe(
+        "predict_ensemble",
+        "run",
+        "<other run> is a copy of <run>: an ensemble of two equal members",
+        values={"<run>": _seg, "<other run>": lambda ws: ws.copy_of_seg_run("seg_copy")},
+        check=_predicted("case01", "case02"),
+    ),
+    "medvision-eval ckpt_path=[logs/train/runs/<run>/checkpoints/best.ckpt,logs/train/runs/<other run>/checkpoints/"
+    "best.ckpt]": Recipe(
+        "eval_ensemble",
+        "run",
+        values={"<run>": _seg, "<other run>": lambda ws: ws.copy_of_seg_run("seg_copy")},
+        check=_evaluated,
+    ),
+    "medvision-auto data=msd data.root=/data/Task04_Hippocampus plan.time_budget=10min": Recipe(
+        "auto",
+        "run",
+        "2 folds of one short epoch each",
+        debug=(*UNET3D, "debug=limit", "trainer.max_epochs=1", "print_config=false", "--folds", "2"),
+        check=_written("auto_report.md", "ensemble/ensemble.json", where="auto"),
+    ),
+    "medvision-predict ckpt_path=logs/auto/Task04_Hippocampus_5fold/ensemble input=/data/new "
+    "output=predictions": Recipe(
+        "predict_auto_ensemble",
+        "run",
+        "the ensemble folder of the 2-fold auto recipe",
+        values={"logs/auto/Task04_Hippocampus_5fold": lambda ws: str(_auto_out(ws))},
+        needs=("auto",),
+        check=_predicted("case01", "case02"),
     ),
     "medvision-export ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt": Recipe(
         "export_torchscript", "run", values={"<run>": _seg}, check=_written("best.pt", "best.pt.json", where="run")

@@ -171,3 +171,23 @@ def test_continue_after_sigkill_writes_only_the_missing_cases(
     assert [p.name for p in _outputs(out)] == [p.name for p in whole]
     for a, b in zip(_outputs(out), whole, strict=True):
         assert gzip.decompress(a.read_bytes()) == gzip.decompress(b.read_bytes()), a.name
+
+
+def test_mirroring_follows_the_training_flips(compose_run) -> None:
+    """tta=mirror flips exactly the axes training flipped; tta=none and a run without flips: one pass."""
+    from omegaconf import OmegaConf
+
+    from medvision.data.transforms import tta_axes
+
+    def axes(overrides: list[str]) -> tuple[int, ...]:
+        cfg = compose_run(["experiment=synthetic_seg3d", *overrides])
+        augment = OmegaConf.to_container(cfg.data.transforms.augment)
+        return tta_axes(cfg.tta, augment)
+
+    assert axes([]) == (0, 1, 2)
+    assert axes(["data.transforms.augment.flip_y=null", "data.transforms.augment.flip_z=null"]) == (0,)
+    assert axes(["tta=none"]) == ()
+    none_flipped = [f"data.transforms.augment.flip_{a}=null" for a in "xyz"]
+    assert axes(none_flipped) == ()
+    with pytest.raises(ValueError, match="tta='flip'"):
+        axes(["tta=flip"])

@@ -55,6 +55,7 @@ def _medvision_calls(ctx: harness.Context, spec: plain.SegSpec) -> dict[str, Cal
     # identical work: the raw side scores the preprocessed volumes; medvision's test metrics on each
     # label file's own grid (the preprocessing inverted, the label file read) are switched off here
     model.original_space = None
+    model.tta_axes = ()  # identical work: the raw side predicts once (medvision's tta=none)
     datamodule.setup("test")  # cache the preprocessed volumes before the clock starts
     loader = datamodule.test_dataloader()
     model.eval()  # as medvision-predict loads it
