@@ -63,6 +63,8 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
         if not (isinstance(v, DictConfig) and str(v.get("_target_", "")).endswith(_TRAINING_ONLY))
     }
     merged = OmegaConf.create({"data": saved.data, "model": saved.model, "seed": saved.seed, "callbacks": callbacks})
+    if cfg.get("tta") is None:  # the run's own test-time augmentation (runs before it existed: the default now)
+        merged.tta = saved.get("tta") or "mirror"
     if merged.data.get("audit_report"):  # the audit report of an evaluation goes to its own folder
         merged.data.audit_report = "${paths.output_dir}/data_audit.json"
     if merged.data.get("splits_report"):  # so is its split: the training run's splits.json is kept
@@ -140,13 +142,16 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
     from medvision.utils.instantiate import instantiate_group
     from medvision.utils.seeding import seed_everything
 
-    members, postprocessing = load_members(cfg, command="medvision-eval")
+    run_cfg = eval_config(cfg, _cli_overrides() if overrides is None else overrides)
+    spec = cfg.copy()
+    OmegaConf.set_struct(spec, False)
+    spec.tta = run_cfg.get("tta")
+    members, postprocessing = load_members(spec, command="medvision-eval")
     if members[0].problem != "segmentation":
         raise MedvisionError(
             f"medvision-eval ensembles segmenters; {members[0].path} is a {members[0].problem} model",
             fix="use medvision-predict ckpt_path=[...] for an ensemble of classifiers",
         )
-    run_cfg = eval_config(cfg, _cli_overrides() if overrides is None else overrides)
     config = resolved_container(run_cfg)
     config["ensemble"] = {"members": [str(m.path) for m in members], "postprocessing": postprocessing}
     output_dir = Path(run_cfg.paths.output_dir)
