@@ -21,25 +21,16 @@ import numpy as np
 import pytest
 
 from conftest import BIN, run_cli, script_env
-from predict_fixtures import spheres
+from predict_fixtures import SEG3D, spheres
 
 FOLDS = 2
+#: the tiny sphere U-Net of the prediction tests, 8 cases, 3 epochs with validation each, tested per fold
+_DROPPED = ("data.source.num_cases", "trainer.max_epochs", "trainer.check_val_every_n_epoch", "test=", "seed=")
 DATA = [
-    "experiment=synthetic_seg3d",
+    *(o for o in SEG3D if not o.startswith(_DROPPED)),
     "data.source.num_cases=8",
-    "data.source.size=32",
-    "data.source.num_seg_classes=1",
-    "data.patch_size=[32,32,32]",
-    "data.transforms.num_samples=2",
-    "model.net.channels=[8,16]",
-    "model.net.strides=[2]",
-    "model.net.num_res_units=1",
-    "model.optimizer.lr=1e-2",
     "trainer.max_epochs=3",
     "trainer.check_val_every_n_epoch=1",
-    "logger=[]",
-    "callbacks.progress_bar=null",
-    "callbacks.model_summary=null",
     "callbacks.overlays=null",
 ]
 
