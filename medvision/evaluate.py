@@ -95,21 +95,22 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
     """
     if not OmegaConf.is_missing(cfg, "ckpt_path") and cfg.ckpt_path and is_ensemble(cfg.ckpt_path):
         return evaluate_ensemble(cfg, overrides)
-    from medvision.train import build, check_output_dir, finish, log_hyperparameters
+    from medvision.train import build, check_output_dir, finish, log_hyperparameters, prepare_loggers
     from medvision.utils.config import resolved_container
     from medvision.utils.runs import numbers
     from medvision.utils.seeding import seed_everything
     from medvision.utils.validate import validate_config
 
     run_cfg = eval_config(cfg, _cli_overrides() if overrides is None else overrides)
+    output_dir = Path(run_cfg.paths.output_dir)
+    info = prepare_loggers(run_cfg, output_dir, create=True, job_type="eval")
     config = resolved_container(run_cfg)
     validate_config(config)
-    output_dir = Path(run_cfg.paths.output_dir)
     check_output_dir(output_dir, config, finished=("metrics.json",))
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(run_cfg.seed)
     datamodule, model, trainer, loggers = build(run_cfg, config)
-    log_hyperparameters(loggers, config)
+    log_hyperparameters(loggers, config, info)
     trainer.test(model, datamodule=datamodule, ckpt_path=run_cfg.ckpt_path, weights_only=True)
     metrics = numbers(trainer.callback_metrics)
     if trainer.is_global_zero:
@@ -137,7 +138,7 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
     from medvision.inference.postprocess import apply_postprocessing
     from medvision.inference.predict import Case, case_probabilities, load_members
     from medvision.metrics.segmentation import SegmentationMetrics
-    from medvision.train import check_output_dir, finish, log_hyperparameters
+    from medvision.train import check_output_dir, finish, log_hyperparameters, prepare_loggers
     from medvision.utils.config import resolved_container
     from medvision.utils.instantiate import instantiate_group
     from medvision.utils.seeding import seed_everything
@@ -152,9 +153,10 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
             f"medvision-eval ensembles segmenters; {members[0].path} is a {members[0].problem} model",
             fix="use medvision-predict ckpt_path=[...] for an ensemble of classifiers",
         )
+    output_dir = Path(run_cfg.paths.output_dir)
+    info = prepare_loggers(run_cfg, output_dir, create=True, job_type="eval")
     config = resolved_container(run_cfg)
     config["ensemble"] = {"members": [str(m.path) for m in members], "postprocessing": postprocessing}
-    output_dir = Path(run_cfg.paths.output_dir)
     check_output_dir(output_dir, config, finished=("metrics.json",))
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(run_cfg.seed)
@@ -162,7 +164,7 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
     datamodule.prepare_data()
     datamodule.setup("test")
     loggers = instantiate_group(run_cfg.get("logger"))
-    log_hyperparameters(loggers, config)
+    log_hyperparameters(loggers, config, info)
     label_names = list(members[0].module.label_names)
     metrics = SegmentationMetrics(label_names, hd95=True)
     read_label = Compose([LoadImage(image_only=True), EnsureChannelFirst()])

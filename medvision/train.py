@@ -81,10 +81,80 @@ def _tta_axes(cfg: DictConfig) -> tuple[int, ...]:
         raise MedvisionError(str(err), fix="tta=mirror (average over the training flips) or tta=none") from None
 
 
-def log_hyperparameters(loggers: list[Any], config: dict[str, Any]) -> None:
-    """Send the resolved config to every logger (W&B config, TensorBoard hparams, CSV hparams.yaml)."""
+def prepare_loggers(cfg: DictConfig, output_dir: Path, create: bool, job_type: str = "train") -> dict[str, Any]:
+    """What the run is (:func:`medvision.utils.run_info.run_info`), and the logger settings that follow from it.
+
+    Before the loggers are built: a W&B logger without an ``id`` gets the run folder's (a resumed
+    run continues its W&B run); the jobs of a multirun get the sweep as their W&B ``group`` (and
+    MLflow ``group`` tag) unless one is set; a job of a multirun without a ``name`` is named by
+    the values of its swept keys (``model.optimizer.lr=0.001,seed=1``).
+
+    Args:
+        cfg: the run config (its ``logger`` node is edited in place).
+        output_dir: the run folder.
+        create: make the folder's W&B id when it has none (rank zero only).
+        job_type: ``train``, ``eval`` or ``predict``.
+    """
+    from omegaconf import open_dict
+
+    from medvision.utils.run_info import run_info
+
+    _keep_wandb_run(cfg, output_dir, create=create)
+    info = run_info(cfg, job_type=job_type)
+    loggers = cfg.get("logger") or {}
+    name = _job_name(info)
+    with open_dict(cfg):
+        for key in ("wandb", "mlflow"):
+            node = loggers.get(key)
+            if node is None:
+                continue
+            if key == "wandb" and info["group"] and not node.get("group"):
+                node.group = info["group"]
+            if key == "wandb" and node.get("offline") and node.get("log_model"):
+                # Lightning refuses the pair; offline runs keep their checkpoints as files only
+                print("logger.wandb.log_model: an offline W&B run keeps its checkpoints as files only (no artifacts)")
+                node.log_model = False
+            name_key = "name" if key == "wandb" else "run_name"
+            if name and not node.get(name_key):
+                node[name_key] = name
+    return info
+
+
+def _job_name(info: dict[str, Any]) -> str | None:
+    """``key=value,...`` of a multirun job's swept keys (from its overrides), or ``None``."""
+    if not info["swept_keys"]:
+        return None
+    values = dict(o.lstrip("+~").split("=", 1) for o in info["overrides"] if "=" in o)
+    parts = [f"{k.rsplit('.', 1)[-1]}={values[k]}" for k in info["swept_keys"] if k in values]
+    return ",".join(parts) or None
+
+
+def log_hyperparameters(
+    loggers: list[Any], config: dict[str, Any], info: dict[str, Any] | None = None, monitor: str | None = None
+) -> None:
+    """Send the resolved config to every logger (W&B config, TensorBoard hparams, CSV hparams.yaml).
+
+    Args:
+        loggers: the run's loggers.
+        config: the resolved run config.
+        info: what the run is (:func:`prepare_loggers`): logged as ``run`` beside the config, and
+            as MLflow tags (``group``, ``job_type``, ``fold``, ``seed``, ``trial``, ``git_commit``).
+        monitor: the metric that selects the checkpoint: W&B's summary then holds its best value
+            (``define_metric`` with the direction of ``monitor_mode``), not its last one.
+    """
+    logged = {**config, "run": info} if info is not None else config
     for logger in loggers:
-        logger.log_hyperparams(config)
+        logger.log_hyperparams(logged)
+        kind = type(logger).__name__
+        if kind == "WandbLogger" and monitor:
+            mode = str(config.get("monitor_mode", "max"))
+            logger.experiment.define_metric(monitor, summary="min" if mode == "min" else "max")
+        elif kind == "MLFlowLogger" and info is not None:
+            tags = {k: info[k] for k in ("group", "job_type", "fold", "seed", "trial") if info.get(k) is not None}
+            tags.update({f"git_{k}": v for k, v in (info.get("git") or {}).items()})
+            tags["swept_keys"] = ",".join(info.get("swept_keys") or [])
+            for key, value in tags.items():
+                logger.experiment.set_tag(logger.run_id, key, str(value))
 
 
 def finish(loggers: list[Any], metrics: dict[str, float], output_dir: Path, title: str) -> None:
@@ -150,6 +220,14 @@ def _keep_wandb_run(cfg: DictConfig, output_dir: Path, create: bool) -> None:
             node.id = wandb_run_id(output_dir, create=create)
 
 
+def _data_hash(datamodule: Any) -> str | None:
+    """:func:`medvision.utils.run_info.data_hash` of the DataModule's input files (``None``: it names none)."""
+    from medvision.utils.run_info import data_hash
+
+    files = datamodule.input_files() if hasattr(datamodule, "input_files") else []
+    return data_hash(files) if files else None
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (``cfg.train``) and test (``cfg.test``) the experiment described by ``cfg``.
 
@@ -171,7 +249,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     from medvision.planning.apply import apply_plan
     from medvision.utils.config import resolved_container
-    from medvision.utils.io import atomic_write_text
+    from medvision.utils.io import atomic_write_json, atomic_write_text
     from medvision.utils.printing import print_config_tree
     from medvision.utils.resume import keep_previous_results
     from medvision.utils.seeding import seed_everything
@@ -183,7 +261,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     # plan=auto: the planned keys are set before anything is read from cfg (a resumed run reuses
     # its folder's plan.json)
     plan = apply_plan(cfg)
-    _keep_wandb_run(cfg, output_dir, create=rank_zero)
+    info = prepare_loggers(cfg, output_dir, create=rank_zero, job_type=str(cfg.get("task_name", "train")))
     config = resolved_container(cfg)
     validate_config(config)
     if rank_zero:
@@ -200,19 +278,29 @@ def run(cfg: DictConfig) -> dict[str, float]:
         atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))
         if plan is not None:
             from medvision.planning.apply import PLAN_FILE
-            from medvision.utils.io import atomic_write_json
 
             atomic_write_json(output_dir / PLAN_FILE, plan.to_dict())
             plan.print()
 
     seed_everything(cfg.seed)
     datamodule, model, trainer, loggers = build(cfg, config)
-    log_hyperparameters(loggers, config)
+    info["data_hash"] = _data_hash(datamodule)
+    if rank_zero:
+        from medvision.utils.run_info import RUN_INFO_FILE
+
+        atomic_write_json(output_dir / RUN_INFO_FILE, info)
+    log_hyperparameters(loggers, config, info, monitor=cfg.get("monitor"))
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         metrics.update(numbers(trainer.callback_metrics))
+        best = getattr(trainer.checkpoint_callback, "best_model_score", None)
+        if best is not None and cfg.get("monitor"):
+            # the value that selected the tested checkpoint (W&B's summary holds it too, as the max/min)
+            metrics[f"{cfg.monitor}_best"] = float(best)
+            for logger in loggers:
+                logger.log_metrics({f"{cfg.monitor}_best": float(best)})
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best and cfg.get("train", True) and not trainer.fast_dev_run:

@@ -132,6 +132,10 @@ class MedvisionDataModule(pl.LightningDataModule):
         """What a model must know of this data: passed by ``run()`` to the model's constructor."""
         return {"label_names": self.label_names, "in_channels": self.in_channels}
 
+    def input_files(self) -> list[str]:
+        """The files the data are read from (what a run's ``data_hash`` fingerprints); none known: empty."""
+        return []
+
     def cache_folder(self, split: str) -> Path:
         """Folder of ``split``'s disk cache (``data.cache=disk``)."""
         return (self.cache_dir or Path(".cache")) / split

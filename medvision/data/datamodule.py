@@ -247,6 +247,10 @@ class VolumeDataModule(MedvisionDataModule):
         self._info = DatasetInfo(records, list(label_names), raw.modalities, raw.name, raw.source)
         self._splits = {s: [raw.records[i] for i in split[s] if i in keep] for s in SPLITS}
 
+    def input_files(self) -> list[str]:
+        """The manifest and every image and label file of the cases that passed the audit."""
+        return self._input_files(self.info)
+
     @property
     def info(self) -> DatasetInfo:
         """Records (those that passed the audit), label names and channels, read on first access."""

@@ -221,6 +221,10 @@ class MedMNISTDataModule(ArrayClassificationDataModule):
         """The disk cache is per file."""
         return self.path.stem
 
+    def input_files(self) -> list[str]:
+        """The MedMNIST ``.npz`` file."""
+        return [str(self.path)]
+
     def prepare_data(self) -> None:
         """Download the official file when ``download`` is set and it is missing."""
         if self.download and not self.path.is_file():

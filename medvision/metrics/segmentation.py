@@ -33,14 +33,26 @@ class SegmentationMetrics:
             HausdorffDistanceMetric(include_background=False, percentile=95, reduction="mean_batch") if hd95 else None
         )
 
-    def update(self, logits: torch.Tensor, label: torch.Tensor, spacing: Sequence[float] | None = None) -> None:
+    def update(
+        self, logits: torch.Tensor, label: torch.Tensor, spacing: Sequence[float] | None = None
+    ) -> list[dict[str, float]]:
         """Add one batch: ``logits`` (B, C, ...) of the network (or class probabilities: only their
-        arg-max counts), ``label`` (B, 1, ...) integer map on the same grid."""
+        arg-max counts), ``label`` (B, 1, ...) integer map on the same grid.
+
+        Returns:
+            Per case of the batch, ``{"dice_<label>": ..., "hd95_<label>": ...}`` (foreground
+            classes; NaN where a class is absent from both masks).
+        """
         pred = one_hot(torch.argmax(logits, dim=1, keepdim=True), self.num_classes)
         target = one_hot(label.long(), self.num_classes)
-        self.dice(pred, target)
+        values = {"dice": self.dice(pred, target)}
         if self.hd95 is not None:
-            self.hd95(pred, target, spacing=list(spacing) if spacing is not None else None)
+            values["hd95"] = self.hd95(pred, target, spacing=list(spacing) if spacing is not None else None)
+        rows: list[dict[str, float]] = [{} for _ in range(pred.shape[0])]
+        for name, per_case in values.items():
+            for row, case in zip(rows, per_case.detach().cpu().float().tolist(), strict=True):
+                row.update({f"{name}_{label}": v for label, v in zip(self.label_names[1:], case, strict=False)})
+        return rows
 
     def compute(self, prefix: str) -> dict[str, float]:
         """``{prefix}/dice_<label>`` per class, ``{prefix}/dice_mean``, and the same for ``hd95``."""

@@ -36,6 +36,13 @@ class MedvisionModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.monitor = monitor
+        #: one row per test case of the last test epoch (this rank's cases): ``id`` and the case's
+        #: metrics (a segmenter adds an ``overlay`` of its middle slice); the
+        #: :class:`~medvision.callbacks.test_cases.TestCaseTable` callback writes and logs them
+        self.test_cases: list[dict[str, Any]] = []
+
+    def on_test_epoch_start(self) -> None:
+        self.test_cases = []
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -83,17 +83,32 @@ class ClassifierModule(MedvisionModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0])
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], metrics: ClassificationMetrics, prefix: str) -> None:
+    def _evaluate(self, batch: dict[str, Any], metrics: ClassificationMetrics, prefix: str) -> torch.Tensor:
+        """Log the loss, add the batch to ``metrics``; the logits."""
         image, target = _plain(batch["image"]), self._target(batch)
         logits = self(image)
         self.log(f"{prefix}/loss", self.loss_fn(logits, target), batch_size=image.shape[0], sync_dist=True)
         metrics.update(logits, target)
+        return logits
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
+        logits = self._evaluate(batch, self.test_metrics, "test")
+        probabilities = self.test_metrics.scores(logits.detach().float()).cpu()
+        target = self._target(batch).cpu()
+        ids = batch.get("id")
+        for b, p in enumerate(probabilities):
+            row: dict[str, Any] = {"id": str(ids[b]) if ids is not None else f"sample_{len(self.test_cases)}"}
+            if self.task == "multilabel":
+                row["label"] = ";".join(n for n, t in zip(self.label_names, target[b].tolist(), strict=True) if t > 0.5)
+                row["predicted"] = ";".join(n for n, q in zip(self.label_names, p.tolist(), strict=True) if q > 0.5)
+            else:
+                row["label"] = self.label_names[int(target[b])]
+                row["predicted"] = self.label_names[int(p.argmax())]
+            row.update({f"p_{name}": float(q) for name, q in zip(self.label_names, p.tolist(), strict=True)})
+            self.test_cases.append(row)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
         """Class probabilities (softmax) or label probabilities (sigmoid)."""

@@ -136,8 +136,19 @@ class SegmenterModule(MedvisionModule):
         image, label = batch["image"], _plain(batch["label"])
         logits = self.infer(image, tta=tta)
         self.log(f"{prefix}/loss", self.loss_fn(logits, label), batch_size=image.shape[0], sync_dist=True)
-        metrics.update(logits, label, spacing=_spacing(image))
+        rows = metrics.update(logits, label, spacing=_spacing(image))
+        if prefix == "test" and metrics is self.test_metrics:
+            self._add_test_cases(batch, logits, rows)
         return logits
+
+    def _add_test_cases(self, batch: dict[str, Any], logits: torch.Tensor, rows: Sequence[dict[str, float]]) -> None:
+        """Keep a row per test case: its id, its metrics and its middle slice (image, label, prediction)."""
+        image, label = _plain(batch["image"]), _plain(batch["label"])
+        prediction = torch.argmax(logits, dim=1, keepdim=True)
+        ids = batch.get("id")
+        for b, row in enumerate(rows):
+            case_id = str(ids[b]) if ids is not None else f"case_{len(self.test_cases)}"
+            self.test_cases.append({"id": case_id, **row, "overlay": _middle_slices(image[b], label[b], prediction[b])})
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
@@ -150,10 +161,12 @@ class SegmenterModule(MedvisionModule):
             return
         logits = self._evaluate(batch, self.test_preprocessed_metrics, "test", tta=True)
         probabilities = torch.softmax(logits.float(), dim=1)
+        rows = []
         for case_probabilities, label, spacing in self.original_space(batch, probabilities):
-            self.test_metrics.update(
+            rows += self.test_metrics.update(
                 case_probabilities[None].to(self.device), label[None].to(self.device), spacing=spacing
             )
+        self._add_test_cases(batch, logits, rows)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
         """Class probabilities (softmax over channels) of whole images, by sliding window (with TTA)."""
@@ -172,6 +185,25 @@ class SegmenterModule(MedvisionModule):
         self._log_epoch(self.test_metrics, "test")
         if self.original_space is not None:
             self._log_epoch(self.test_preprocessed_metrics, "test_preprocessed")
+
+
+def _middle_slices(image: torch.Tensor, label: torch.Tensor, prediction: torch.Tensor) -> dict[str, Any]:
+    """The middle slice (last spatial axis) of a case's first image channel (as 0..255 ``uint8``, scaled
+    between its 1st and 99th percentiles), label and prediction: a small picture kept per test case."""
+    import numpy as np
+
+    def middle(x: torch.Tensor) -> np.ndarray:
+        x = x[0].detach().cpu()
+        return (x[..., x.shape[-1] // 2] if x.ndim == 3 else x).numpy()
+
+    picture = middle(image).astype(np.float32)
+    low, high = np.percentile(picture, [1, 99]) if picture.size else (0.0, 1.0)
+    scaled = np.clip((picture - low) / max(float(high - low), 1e-6), 0, 1)
+    return {
+        "image": (scaled * 255).astype(np.uint8),
+        "label": middle(label).astype(np.uint8),
+        "prediction": middle(prediction).astype(np.uint8),
+    }
 
 
 class _MirroredPredictor(nn.Module):

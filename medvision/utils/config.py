@@ -39,7 +39,8 @@ def config_dir() -> Path:
 #: ``monai.data.nvimgcodec_pydicom_plugin``: every ``LoadImage`` built without a reader makes
 #: MONAI's DICOM reader try a GPU decoder plugin and log (WARNING) and warn that it is not there,
 #: on machines that read no DICOM at all; pydicom's own decoders are used, nothing to act on.
-QUIET_LOGGERS: dict[str, int] = {"alembic": 30, "monai.data.nvimgcodec_pydicom_plugin": 40}
+#: ``mlflow``: ``logger=mlflow`` creating its SQLite store logs each table migration at INFO.
+QUIET_LOGGERS: dict[str, int] = {"alembic": 30, "mlflow": 30, "monai.data.nvimgcodec_pydicom_plugin": 40}
 
 
 def quiet_library_loggers() -> None:
@@ -121,3 +122,19 @@ def resolved_container(cfg: DictConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     assert isinstance(data, dict)
     return data
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{dotted key: value}`` (``{"model": {"optimizer": {"lr": 1e-3}}}`` ->
+    ``{"model.optimizer.lr": 1e-3}``); lists and other values are leaves.
+
+    Args:
+        node: a plain config container (``resolved_container``, a loaded ``config_resolved.yaml``).
+        prefix: the dotted key of ``node`` itself (``""`` for the root).
+    """
+    if isinstance(node, dict) and (node or not prefix):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: node}
