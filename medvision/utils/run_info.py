@@ -45,8 +45,15 @@ def swept_keys(overrides: Iterable[str]) -> list[str]:
 
 
 def sweep_name(task_name: str, sweep_dir: str | os.PathLike[str]) -> str:
-    """The W&B group (and MLflow ``group`` tag) of a multirun's jobs: ``<task>/<sweep folder name>``."""
-    return f"{task_name}/{Path(sweep_dir).name}"
+    """The W&B group (and MLflow ``group`` tag) of a multirun's jobs.
+
+    ``<task>/<sweep folder name>`` for the default ``logs/<task>/multiruns/<time>``; a sweep
+    folder elsewhere keeps its parent's name too (``medvision-auto``'s ``<out>/cv`` ->
+    ``train/<out name>/cv``), so that the group says which sweep it was.
+    """
+    path = Path(sweep_dir)
+    parts = [path.name] if path.parent.name == "multiruns" else [path.parent.name, path.name]
+    return "/".join([task_name, *parts])
 
 
 class RecordSweep(Callback):
