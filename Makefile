@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medvision-installed
 
-LINT_PATHS := medvision tests scripts
+LINT_PATHS := medvision hydra_plugins tests scripts
 
 .PHONY: train lint test bench venv clean-venv
 
@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# an older medvision installed the Hydra Optuna plugin (it pins Optuna 2.10); ours replaces it
+	$(BIN)/python -m pip uninstall -y -q hydra-optuna-sweeper 2>/dev/null || true
 	touch $(STAMP)
 
 train: $(STAMP)

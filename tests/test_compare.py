@@ -1,4 +1,4 @@
-"""``medvision-compare`` puts finished MedMNIST runs beside the paper's numbers."""
+"""``medvision-compare --paper medmnist`` puts finished MedMNIST runs beside the paper's numbers."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_compare_prints_run_beside_paper(compose_run, tmp_path: Path) -> None:
     (logs / "train" / "runs" / "unfinished").mkdir()
     (logs / "train" / "runs" / "unfinished" / "metrics.json").write_text("{}")
 
-    result = run_cli("medvision-compare", [str(logs), "--json"], cwd=tmp_path, timeout=60)
+    result = run_cli("medvision-compare", ["--paper", "medmnist", str(logs), "--json"], cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stdout
     rows = {Path(r["run"]).name: r for r in json.loads(result.stdout)}
     assert set(rows) == {"a", "b", "c"}
@@ -88,7 +88,7 @@ def test_compare_prints_run_beside_paper(compose_run, tmp_path: Path) -> None:
         and rows["c"]["paper_auc"] == published("organmnist3d", "resnet18_3d").auc
     )
 
-    table = run_cli("medvision-compare", [str(logs)], cwd=tmp_path, timeout=60)
+    table = run_cli("medvision-compare", ["--paper", "medmnist", str(logs)], cwd=tmp_path, timeout=60)
     assert table.returncode == 0, table.stdout
     text = table.stdout
     assert "pneumoniamnist" in text and "ResNet-18 (28)" in text and "organmnist3d" in text
@@ -96,5 +96,5 @@ def test_compare_prints_run_beside_paper(compose_run, tmp_path: Path) -> None:
 
 
 def test_compare_on_a_folder_without_runs_says_so(tmp_path: Path) -> None:
-    result = run_cli("medvision-compare", [str(tmp_path)], cwd=tmp_path, timeout=60)
+    result = run_cli("medvision-compare", ["--paper", "medmnist", str(tmp_path)], cwd=tmp_path, timeout=60)
     assert result.returncode == 1 and "no finished MedMNIST runs" in result.stdout

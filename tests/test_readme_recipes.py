@@ -15,11 +15,10 @@ dropped). :data:`RECIPES` says, for each of those lines, how it is tried here:
     command wrote. The one line that Lightning re-launches per rank (2-process DDP) runs as a
     process of its own.
 ``compose``
-    Lines that need a GPU, a network or a cluster (and the one recipe that is broken upstream,
-    see :data:`SQLITE_WHY`) are composed with ``--cfg all`` (the job config and Hydra's own, so
-    group choices and ``hydra.*`` keys can be checked): exit 0, and every override of the line
-    holds in the composed config; each job of a swept key is composed. ``medvision-data fetch``
-    (not a Hydra command) is parsed by its own argument parser instead.
+    Lines that need a GPU, a network or a cluster are composed with ``--cfg all`` (the job config
+    and Hydra's own, so group choices and ``hydra.*`` keys can be checked): exit 0, and every
+    override of the line holds in the composed config; each job of a swept key is composed.
+    ``medvision-data fetch`` (not a Hydra command) is parsed by its own argument parser instead.
 
 A README line missing from :data:`RECIPES` (or an entry whose line left README) fails
 :func:`test_every_readme_command_has_a_recipe`, so a new recipe cannot go untested. All runs share
@@ -291,12 +290,10 @@ PIPELINE = ("gan.max_epochs=1", "classifier.max_epochs=1", "generate.n_per_class
 
 GPU_WHY = "needs a GPU (trainer=gpu/ddp: CUDA and NCCL); composed only"
 NETWORK_WHY = "needs the network"
-#: why the one Optuna recipe with a database is composed only
+#: why the Optuna recipe with a database on SLURM is composed only
 SQLITE_WHY = (
-    "the study in an SQLite database (hydra.sweeper.storage=sqlite:///...) fails at once with an "
-    "AssertionError inside Optuna 2.10 (pinned by the Hydra Optuna sweeper) under SQLAlchemy 2, and the "
-    "line needs a SLURM cluster and GPUs anyway; composed only until the compare-runs issue (#16) repairs "
-    "the storage"
+    "needs a SLURM cluster and GPUs; the same kind of search with its study in an SQLite database runs here "
+    "(recipe optuna_sqlite), and tests/test_sweeps.py kills such a sweep and resumes it"
 )
 
 
@@ -378,11 +375,69 @@ def _compared(as_json: bool) -> Callable[[Workspace, Outcome], None]:
     return check
 
 
+def _compared_runs(printed: bool) -> Callable[[Workspace, Outcome], None]:
+    """The seed x lr sweep is two rows of two seeds each, with the lr as a column: in the printed
+    table (``printed``), else in ``comparison/compare.json`` beside the classification table."""
+
+    def check(ws: Workspace, outcome: Outcome) -> None:
+        if printed:
+            assert "## segmentation: 4 runs, 2 settings" in outcome.output, outcome.output[-3000:]
+            rows = [line for line in outcome.output.splitlines() if line.startswith("| 0.00")]
+            assert len(rows) == 2 and all(row.split("|")[2].strip() == "2" for row in rows), outcome.output
+            return
+        comparison = json.loads((outcome.cwd / "comparison" / "compare.json").read_text())
+        tables = {t["problem"]: t for t in comparison["tables"] if t["task"] == "train"}
+        assert {"segmentation", "classification"} <= set(tables), list(tables)
+        sweep = str(ws.folder("seed_lr_sweep").resolve())
+        rows = [r for r in tables["segmentation"]["rows"] if all(run.startswith(sweep) for run in r["runs"])]
+        assert [r["n"] for r in rows] == [2, 2] and "model.optimizer.lr" in tables["segmentation"]["columns"]
+        assert "test/dice_disc_1" in tables["segmentation"]["metrics"]  # --all-metrics
+        for name in ("compare.md", "compare.csv"):
+            assert (outcome.cwd / "comparison" / name).is_file()
+
+    return check
+
+
 def _evaluated(ws: Workspace, outcome: Outcome) -> None:
     """The test metrics of ``<run>``'s best checkpoint, in the evaluation's own folder."""
     assert outcome.folder is not None
     metrics = _metrics(outcome.folder)
     assert "test/dice_mean" in metrics and not any(k.startswith("train/") for k in metrics), metrics
+
+
+def _tracked(ws: Workspace, outcome: Outcome) -> None:
+    """Both jobs in one group (W&B run and MLflow tag), the swept key recorded, per-case rows written."""
+    import mlflow
+
+    assert outcome.folder is not None
+    group = json.loads((outcome.folder / "sweep.json").read_text())["name"]
+    infos = [json.loads(p.read_text()) for p in sorted(outcome.folder.glob("*/run_info.json"))]
+    assert [i["group"] for i in infos] == [group, group] and all(
+        i["swept_keys"] == ["model.optimizer.lr"] for i in infos
+    )
+    assert all((p.parent / "test_cases.csv").is_file() for p in outcome.folder.glob("*/run_info.json"))
+    mlflow.set_tracking_uri(f"sqlite:///{ws.home / 'logs' / 'mlflow.db'}")
+    runs = mlflow.search_runs(
+        experiment_names=["medvision"], filter_string=f"tags.group = '{group}'", output_format="list"
+    )
+    assert sorted(r.data.params["model/optimizer/lr"] for r in runs) == ["0.001", "0.003"]
+
+
+def _optuna_study(name: str, complete: int) -> Callable[[Workspace, Outcome], None]:
+    """The sweep's study is in ``optuna.db`` of the launch folder with ``complete`` complete trials,
+    and the sweep folder's results name its best one."""
+
+    def check(ws: Workspace, outcome: Outcome) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        assert outcome.folder is not None and (outcome.cwd / "optuna.db").is_file(), sorted(outcome.cwd.iterdir())
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{outcome.cwd / 'optuna.db'}")
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == complete, study.trials
+        results = yaml.safe_load((outcome.folder / "optimization_results.yaml").read_text())
+        assert (results["name"], results["best_trial"]) == (name, study.best_trial.number), results
+
+    return check
 
 
 def _cv_report(ws: Workspace, outcome: Outcome) -> None:
@@ -476,6 +531,9 @@ RECIPES: dict[str, Recipe] = {
         process=True,
     ),
     "medvision-train -m model.optimizer.lr=1e-3,3e-3": Recipe("lr_sweep", "run", debug=(*UNET3D, *FAST), jobs=2),
+    "medvision-train -m logger=[csv,wandb,mlflow] model.optimizer.lr=1e-3,3e-3": Recipe(
+        "tracked_sweep", "run", debug=(*UNET3D, *FAST), jobs=2, check=_tracked
+    ),
     "medvision-train --config-dir my_conf experiment=mine": Recipe(
         "own_config_dir", "run", "my_conf/experiment/mine.yaml: a small experiment of one's own", debug=FAST
     ),
@@ -515,7 +573,9 @@ RECIPES: dict[str, Recipe] = {
     "medvision-train experiment=medmnist/resnet18_3d data.flag=nodulemnist3d": Recipe(
         "medmnist_3d", "run", debug=(*CLS10, *FAST)
     ),
-    "medvision-compare logs/": Recipe("compare", "run", needs=("medmnist_28",), check=_compared(as_json=False)),
+    "medvision-compare --paper medmnist logs/": Recipe(
+        "compare", "run", needs=("medmnist_28",), check=_compared(as_json=False)
+    ),
     "medvision-train experiment=dicom_modality": Recipe(
         "dicom_modality", "run", "the real DICOM files that install with pydicom-data", debug=(*CLS, *FAST)
     ),
@@ -564,6 +624,15 @@ RECIPES: dict[str, Recipe] = {
         debug=(*UNET3D_NET, *FAST, "hydra.sweeper.n_trials=2"),
         jobs=2,
     ),
+    "medvision-train -m hparams_search=seg2d_optuna experiment=synthetic_seg2d "
+    "hydra.sweeper.storage=sqlite:///optuna.db hydra.sweeper.study_name=seg2d": Recipe(
+        "optuna_sqlite",
+        "run",
+        "2 trials (of 20), the study in optuna.db of the launch folder",
+        debug=(*[a for a in SEG2D if not a.startswith("data.patch_size")], *FAST, "hydra.sweeper.n_trials=2"),
+        jobs=2,
+        check=_optuna_study("seg2d", complete=2),
+    ),
     "medvision-train -m model.optimizer.lr=1e-4,3e-4,1e-3 hydra/launcher=joblib hydra.launcher.n_jobs=3": Recipe(
         "grid_joblib", "run", "three worker processes", debug=(*UNET3D, *FAST), jobs=3
     ),
@@ -580,6 +649,26 @@ RECIPES: dict[str, Recipe] = {
     ),
     "medvision-cv-report logs/train/multiruns/<date>_<time>": Recipe(
         "cv_report", "run", values={"<date>_<time>": lambda ws: ws.folder("kfold").name}, check=_cv_report
+    ),
+    "medvision-train -m experiment=synthetic_seg2d seed=1,2 model.optimizer.lr=1e-3,3e-3": Recipe(
+        "seed_lr_sweep",
+        "run",
+        "four runs of one short epoch",
+        debug=(*SEG2D, "debug=limit", "trainer.max_epochs=1", "print_config=false"),
+        jobs=4,
+    ),
+    "medvision-compare logs/train/multiruns/<date>_<time>": Recipe(
+        "compare_sweep",
+        "run",
+        values={"<date>_<time>": lambda ws: ws.folder("seed_lr_sweep").name},
+        check=_compared_runs(printed=True),
+    ),
+    "medvision-compare logs/ --all-metrics --out comparison": Recipe(
+        "compare_all",
+        "run",
+        "every run the recipes before it left in the shared logs/",
+        needs=("seed_lr_sweep", "medmnist_28"),
+        check=_compared_runs(printed=False),
     ),
     "medvision-train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt": Recipe(
         "resume_last",
@@ -730,7 +819,7 @@ RECIPES: dict[str, Recipe] = {
     "medvision-train -m experiment=medmnist/resnet18_28 data.flag=pathmnist,dermamnist,bloodmnist": Recipe(
         "medmnist_sweep", "run", debug=(*CLS, *FAST), jobs=3
     ),
-    "medvision-compare --json logs/": Recipe(
+    "medvision-compare --paper medmnist --json logs/": Recipe(
         "compare_json", "run", needs=("medmnist_28",), check=_compared(as_json=True)
     ),
 }

@@ -1,4 +1,4 @@
-"""``medvision-compare <log dir>``: finished MedMNIST runs beside the published MedMNIST v2 numbers.
+"""``medvision-compare --paper medmnist PATH...``: finished MedMNIST runs beside the published MedMNIST v2 numbers.
 
 A finished run is a folder holding ``metrics.json`` and ``config_resolved.yaml`` (what
 ``medvision-train`` writes; runs logged to W&B offline keep both beside their ``wandb/``

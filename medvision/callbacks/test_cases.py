@@ -87,7 +87,7 @@ class TestCaseTable(pl.Callback):
 
         columns = columns_of(rows)
         with_images = self.wandb_images and any("overlay" in row for row in rows)
-        classes = {i: name for i, name in enumerate(label_names)}
+        classes = dict(enumerate(label_names))
         data = []
         for row in rows:
             values = [_cell(row.get(c)) for c in columns]

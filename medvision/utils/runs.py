@@ -115,3 +115,40 @@ def run_folders(
             empty.append(path)
         runs.extend(below)
     return list(dict.fromkeys(runs)), empty
+
+
+#: Lightning's CSV logger file in a run folder (``logger=csv``, the default, or ``logger=many``)
+LOGGED_METRICS_FILE = "csv/metrics.csv"
+
+
+def logged_values(folder: str | os.PathLike[str], name: str) -> list[float]:
+    """Every finite value of metric ``name`` in a run folder's ``csv/metrics.csv``, in logged order.
+
+    Returns ``[]`` when the run has no such file (another logger) or never logged ``name``.
+    """
+    import csv
+
+    path = Path(folder) / LOGGED_METRICS_FILE
+    if not path.is_file():
+        return []
+    values = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            value = as_float(row.get(name))
+            if value is not None and math.isfinite(value):
+                values.append(value)
+    return values
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float, float, int]:
+    """Mean and sample standard deviation (``ddof=1``) of the finite ``values``, and their count.
+
+    Values that are missing (``None``) or not finite are left out. The mean of none and the
+    standard deviation of fewer than two are NaN.
+    """
+    import statistics
+
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    mean = statistics.fmean(finite) if finite else math.nan
+    std = statistics.stdev(finite) if len(finite) > 1 else math.nan
+    return mean, std, len(finite)

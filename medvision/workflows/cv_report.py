@@ -11,7 +11,6 @@ writes it at the end of every such multirun; the command writes it again for a s
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +78,12 @@ def cv_report(sweep_dir: str | Path) -> dict[str, Any]:
             )
         seen[j["fold"]] = j["job"]
     num_folds = ks.pop()
+    from medvision.utils.runs import mean_std
+
     names = sorted({k for j in jobs for k in j["metrics"]})
     mean, std, n = {}, {}, {}
     for name in names:
-        values = [j["metrics"][name] for j in jobs if math.isfinite(j["metrics"].get(name, math.nan))]
-        n[name] = len(values)
-        mean[name] = statistics.fmean(values) if values else math.nan
-        std[name] = statistics.stdev(values) if len(values) > 1 else math.nan
+        mean[name], std[name], n[name] = mean_std(j["metrics"].get(name) for j in jobs)
     return {
         "sweep_dir": str(sweep.resolve()),
         "num_folds": num_folds,

@@ -1,0 +1,1 @@
+"""medvision's Hydra sweeper on Optuna's ask-and-tell API (``hydra/sweeper=optuna``), see :mod:`.optuna_sweeper`."""
