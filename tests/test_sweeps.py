@@ -192,6 +192,10 @@ def test_a_killed_database_sweep_resumes_to_n_trials(tmp_path: Path, medvision_h
     for trial in complete:
         metrics = json.loads((sweep / str(trial.number) / "metrics.json").read_text())
         assert metrics["val/dice_mean"] == trial.value
+        # both launches' trials are one group (the study's), each knows its trial number
+        info = json.loads((sweep / str(trial.number) / "run_info.json").read_text())
+        assert (info["group"], info["trial"]) == ("train/resume", trial.number), info
+        assert "model.optimizer.lr" in info["swept_keys"]
     assert not (sweep / "2" / "metrics.json").exists()
     assert len({t.params["model.optimizer.lr"] for t in complete}) == 4
     results = _results(sweep)

@@ -59,8 +59,10 @@ def sweep_name(task_name: str, sweep_dir: str | os.PathLike[str]) -> str:
 class RecordSweep(Callback):
     """Hydra callback: at the start of a multirun, write ``<sweep dir>/sweep.json``.
 
-    The file holds the sweep's name, its raw overrides, the keys it varies (sweep overrides of the
-    command line and the sweeper's search space, ``hydra.sweeper.params``) and the sweeper used.
+    The file holds the sweep's name (the W&B group: ``<task>/<study name>`` for an Optuna study kept
+    in a database, whose relaunches continue it; else :func:`sweep_name`), its raw overrides, the
+    keys it varies (sweep overrides of the command line and the sweeper's search space,
+    ``hydra.sweeper.params``) and the sweeper used.
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -74,8 +76,15 @@ class RecordSweep(Callback):
             keys += [str(k) for k in params if str(k) not in keys]
         sweep_dir = Path(str(hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        task = str(config.get("task_name", "train"))
+        # an Optuna study in a database outlives a sweep folder: a relaunch continues its group
+        study = (
+            OmegaConf.select(config, "hydra.sweeper.study_name")
+            if OmegaConf.select(config, "hydra.sweeper.storage")
+            else None
+        )
         info = {
-            "name": sweep_name(str(config.get("task_name", "train")), sweep_dir),
+            "name": f"{task}/{study}" if study else sweep_name(task, sweep_dir),
             "swept_keys": keys,
             "overrides": overrides,
             "sweeper": str(OmegaConf.select(config, "hydra.sweeper._target_") or ""),
