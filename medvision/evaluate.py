@@ -71,12 +71,30 @@ def eval_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
         merged.data.splits_report = "${paths.output_dir}/splits.json"
     if overrides:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    _require_data_paths(merged, cfg.ckpt_path)
     base = cfg.copy()
     OmegaConf.set_struct(base, False)
     out = OmegaConf.merge(base, merged)
     out.ckpt_path = str(Path(cfg.ckpt_path).resolve())
     OmegaConf.set_struct(out, True)
     return out
+
+
+def _require_data_paths(merged: DictConfig, ckpt_path: object) -> None:
+    """Refuse data paths the training run hid (``privacy.log_ids``: ``<private:...>`` in its checkpoint)
+    that the command line did not give again."""
+    from medvision.utils.config import flatten
+    from medvision.utils.privacy import is_private_token
+
+    hidden = [k for k, v in flatten(OmegaConf.to_container(merged.data)).items() if is_private_token(v)]
+    if hidden:
+        keys = ", ".join(f"data.{k}" for k in hidden)
+        raise MedvisionError(
+            f"the checkpoint {ckpt_path} does not say where its data lie: {keys} hidden by the training run's "
+            "privacy.log_ids (its logs and checkpoints hold no data path)",
+            fix=f"give them again: medvision-eval ckpt_path={ckpt_path} "
+            + " ".join(f"data.{k}=<path>" for k in hidden),
+        )
 
 
 def is_ensemble(ckpt_path: object) -> bool:
@@ -95,7 +113,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
     """
     if not OmegaConf.is_missing(cfg, "ckpt_path") and cfg.ckpt_path and is_ensemble(cfg.ckpt_path):
         return evaluate_ensemble(cfg, overrides)
-    from medvision.train import build, check_output_dir, finish, log_hyperparameters, prepare_loggers
+    from medvision.train import build, check_output_dir, finish, log_hyperparameters, prepare_loggers, run_privacy
     from medvision.utils.config import resolved_container
     from medvision.utils.runs import numbers
     from medvision.utils.seeding import seed_everything
@@ -106,11 +124,13 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
     info = prepare_loggers(run_cfg, output_dir, create=True, job_type="eval")
     config = resolved_container(run_cfg)
     validate_config(config)
+    privacy, datamodule = run_privacy(run_cfg, output_dir)
+    shown = privacy.redact_config(config)  # what the loggers hold
     check_output_dir(output_dir, config, finished=("metrics.json",))
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(run_cfg.seed)
-    datamodule, model, trainer, loggers = build(run_cfg, config)
-    log_hyperparameters(loggers, config, info)
+    datamodule, model, trainer, loggers = build(run_cfg, shown, datamodule)
+    log_hyperparameters(loggers, shown, privacy.redact_run_info(info, config))
     trainer.test(model, datamodule=datamodule, ckpt_path=run_cfg.ckpt_path, weights_only=True)
     metrics = numbers(trainer.callback_metrics)
     if trainer.is_global_zero:
@@ -131,14 +151,13 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
     """
     import numpy as np
     import torch
-    from hydra.utils import instantiate
     from monai.transforms import Compose, EnsureChannelFirst, LoadImage
     from rich.progress import track
 
     from medvision.inference.postprocess import apply_postprocessing
     from medvision.inference.predict import Case, case_probabilities, load_members
     from medvision.metrics.segmentation import SegmentationMetrics
-    from medvision.train import check_output_dir, finish, log_hyperparameters, prepare_loggers
+    from medvision.train import check_output_dir, finish, log_hyperparameters, prepare_loggers, run_privacy
     from medvision.utils.config import resolved_container
     from medvision.utils.instantiate import instantiate_group
     from medvision.utils.seeding import seed_everything
@@ -160,11 +179,11 @@ def evaluate_ensemble(cfg: DictConfig, overrides: list[str] | None = None) -> di
     check_output_dir(output_dir, config, finished=("metrics.json",))
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(run_cfg.seed)
-    datamodule = instantiate(run_cfg.data)
+    privacy, datamodule = run_privacy(run_cfg, output_dir)
     datamodule.prepare_data()
     datamodule.setup("test")
     loggers = instantiate_group(run_cfg.get("logger"))
-    log_hyperparameters(loggers, config, info)
+    log_hyperparameters(loggers, privacy.redact_config(config), privacy.redact_run_info(info, config))
     label_names = list(members[0].module.label_names)
     metrics = SegmentationMetrics(label_names, hd95=True)
     read_label = Compose([LoadImage(image_only=True), EnsureChannelFirst()])

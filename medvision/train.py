@@ -15,7 +15,9 @@ from medvision.utils.errors import MedvisionError
 from medvision.utils.runs import numbers
 
 
-def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, Any, Any, list[Any]]:
+def build(
+    cfg: DictConfig, config_for_checkpoint: dict[str, Any], datamodule: Any = None
+) -> tuple[Any, Any, Any, list[Any]]:
     """Instantiate the DataModule, the LightningModule, the loggers and the Trainer from ``cfg``.
 
     What the model must know of the data (label names, class count, input channels, ...) comes
@@ -31,6 +33,10 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     as a function of seed, epoch and step: resumed runs and any ``num_workers`` make the same
     steps) and ``use_distributed_sampler=False`` (the DataModule's samplers are DDP-aware).
 
+    ``config_for_checkpoint`` is what every checkpoint stores: the run's config as
+    ``privacy.log_ids`` shows it (:func:`run_privacy`). ``datamodule``: the one :func:`run_privacy`
+    built (default: instantiated here from ``cfg.data``).
+
     Returns:
         ``(datamodule, model, trainer, loggers)``.
     """
@@ -45,7 +51,7 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
 
     fix_mean_sync()  # DDP: epoch means of self.log(sync_dist=True) over uneven counts (Lightning #21859)
     checkpoint = check_checkpoint_fits(cfg.get("ckpt_path"), config_for_checkpoint)
-    datamodule = instantiate(cfg.data)
+    datamodule = datamodule if datamodule is not None else instantiate(cfg.data)
     datamodule.prepare_data()
     model = instantiate(cfg.model, **datamodule.model_kwargs())
     original_space = getattr(datamodule, "original_space", None)
@@ -68,6 +74,41 @@ def build(cfg: DictConfig, config_for_checkpoint: dict[str, Any]) -> tuple[Any, 
     # default would replace them with a DistributedSampler that pads (a case counted twice).
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, use_distributed_sampler=False)
     return datamodule, model, trainer, loggers
+
+
+def run_privacy(cfg: DictConfig, output_dir: Path | None = None) -> tuple[Any, Any]:
+    """The run's DataModule and what its outputs may show (``privacy``, :mod:`medvision.utils.privacy`).
+
+    ``privacy.log_ids=auto`` asks the DataModule whether it reads DICOM. When ids are hidden, the
+    W&B logger records no console output and no command line (``logger.wandb.settings``), and
+    Hydra's copies of the config and overrides in ``<output_dir>/.hydra`` get their data paths
+    hidden too.
+
+    Returns:
+        ``(privacy, datamodule)``.
+    """
+    from hydra.utils import instantiate
+    from lightning.pytorch.utilities import rank_zero_only
+    from omegaconf import open_dict
+
+    from medvision.data.privacy import use_privacy
+    from medvision.utils.config import resolved_container
+
+    datamodule = instantiate(cfg.data)
+    privacy = use_privacy(cfg.get("privacy"), datamodule)
+    if not privacy.active:
+        return privacy, datamodule
+    if rank_zero_only.rank == 0:
+        shown = "case pseudonyms" if privacy.mode == "pseudonym" else "no case id"
+        print(f"{privacy.describe()}: logs and run files show {shown} and no data path")
+    node = (cfg.get("logger") or {}).get("wandb")
+    if node is not None:
+        with open_dict(cfg):
+            node.settings = {**(node.get("settings") or {}), **privacy.wandb_settings()}
+            node._convert_ = "all"  # wandb.init takes a dict of settings, not a DictConfig
+    if output_dir is not None and rank_zero_only.rank == 0:
+        privacy.scrub_hydra_files(output_dir, resolved_container(cfg))
+    return privacy, datamodule
 
 
 def _tta_axes(cfg: DictConfig) -> tuple[int, ...]:
@@ -264,6 +305,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     info = prepare_loggers(cfg, output_dir, create=rank_zero, job_type=str(cfg.get("task_name", "train")))
     config = resolved_container(cfg)
     validate_config(config)
+    privacy, datamodule = run_privacy(cfg, output_dir)
+    shown = privacy.redact_config(config)  # what run files, loggers and checkpoints hold
+    info = privacy.redact_run_info(info, config)
     if rank_zero:
         check_output_dir(output_dir, config, finished=("metrics.json", "checkpoints"), resuming=resuming)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +319,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 )
         if cfg.get("print_config", True):
             print_config_tree(cfg)
-        atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(config))
+        atomic_write_text(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(shown))
         if plan is not None:
             from medvision.planning.apply import PLAN_FILE
 
@@ -283,13 +327,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
             plan.print()
 
     seed_everything(cfg.seed)
-    datamodule, model, trainer, loggers = build(cfg, config)
+    datamodule, model, trainer, loggers = build(cfg, shown, datamodule)
     info["data_hash"] = _data_hash(datamodule)
     if rank_zero:
         from medvision.utils.run_info import RUN_INFO_FILE
 
         atomic_write_json(output_dir / RUN_INFO_FILE, info)
-    log_hyperparameters(loggers, config, info, monitor=cfg.get("monitor"))
+    log_hyperparameters(loggers, shown, info, monitor=cfg.get("monitor"))
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):

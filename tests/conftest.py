@@ -56,6 +56,10 @@ def _offline_wandb(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("WANDB_MODE", "offline")
         for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
             mp.setenv(var, str(wandb_home / var.lower()))
+        # the pseudonym key of runs on DICOM data (privacy.log_ids): the session's, not ~/.config/medvision's
+        mp.delenv("MEDVISION_PRIVACY_KEY", raising=False)
+        mp.setenv("MEDVISION_PRIVACY_KEY_FILE", str(wandb_home / "privacy.key"))
+        (wandb_home / "privacy.key").write_text("medvision-test-session-privacy-key\n")
         yield
 
 

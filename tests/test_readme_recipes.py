@@ -262,6 +262,8 @@ UNET3D_NET = (
 UNET3D = ("data.patch_size=[32,32,32]", *UNET3D_NET)
 #: one batch through everything, no config print
 FAST = ("debug=fast_dev_run", "print_config=false")
+#: the synthetic two-modality cases (experiment=multimodal_seg) at debug size: 6 cases of 24^3
+MULTIMODAL = ("data.source.num_cases=6", "data.source.size=24", "data.patch_size=[16,16,16]")
 #: the run of README's `<run>`: one short epoch with validation and checkpoints
 SEG_RUN = (*UNET3D, "debug=limit", "trainer.max_epochs=1", "print_config=false")
 #: tiny synthetic 2D data (8 cases of 64^2)
@@ -277,6 +279,14 @@ CLS = (
 )
 #: ... and a ResNet-10 where the paper has no number to compare with anyway (224 px, 3D)
 CLS10 = (*CLS, "model.net.depth=10")
+#: the image + clinical demo at debug size: 40 cases of 16x16, one Grad-CAM picture, no ROC figures
+CLINICAL = (
+    "data.source.num_cases=40",
+    "data.source.size=16",
+    "data.batch_size=8",
+    "callbacks.gradcam.n_images=1",
+    "callbacks.classification_plots=null",
+)
 #: the class-conditional GAN with few channels
 GAN = (
     "data.batch_size=8",
@@ -352,6 +362,37 @@ def _predicted(*cases: str, probabilities: bool = False) -> Callable[[Workspace,
         assert "case(s) written" in outcome.output, outcome.output[-2000:]
 
     return check
+
+
+def _filled(ws: Workspace, outcome: Outcome) -> None:
+    """/data/brain/new.csv: both cases written on their t1 grids; the one without t2 named as filled."""
+    import nibabel as nib
+
+    for case in ("case_000", "case_001"):
+        mask = nib.load(outcome.cwd / "predictions" / f"{case}.nii.gz")
+        assert mask.shape == nib.load(ws.inputs / "brain" / f"{case}_t1.nii.gz").shape
+    assert outcome.folder is not None
+    assert json.loads((outcome.folder / "predict_summary.json").read_text())["filled"] == {"case_001": ["t2"]}
+    assert "filled" in outcome.output and "t2 missing" in " ".join(outcome.output.split()), outcome.output[-2000:]
+
+
+def _clinical_run(ws: Workspace, outcome: Outcome) -> None:
+    """The baselines and the permutation importance beside the fusion network."""
+    assert outcome.folder is not None
+    metrics = _metrics(outcome.folder)
+    assert {"test/auc", "baseline/clinical_lr/test_auc", "baseline/image_lr/test_auc", "importance/age"} <= set(metrics)
+    assert json.loads((outcome.folder / "clinical_importance.json").read_text())["ranking"]
+
+
+def _clinical_predicted(ws: Workspace, outcome: Outcome) -> None:
+    """Every new patient predicted; the missing age and the unseen site named with their cases."""
+    import csv
+
+    rows = list(csv.DictReader((outcome.cwd / "predictions" / "predictions.csv").open()))
+    assert [r["case"] for r in rows] == ["case_000", "case_001", "case_002"], rows
+    said = " ".join(outcome.output.split())
+    assert "case case_000: clinical column 'age' is missing" in said, said[-2000:]
+    assert "case case_001: clinical column 'site' has the category 'Z', unseen in training" in said, said[-2000:]
 
 
 def _classified(ws: Workspace, outcome: Outcome) -> None:
@@ -485,6 +526,37 @@ def _validated(report: str) -> Callable[[Workspace, Outcome], None]:
     return check
 
 
+def _key_file(ws: Workspace) -> Path:
+    """README's ``<key file>``: a key as README's line before it makes one."""
+    key = ws.root / "medvision.key"
+    if not key.is_file():
+        key.write_text("readme-recipe-key-0123456789abcdef\n")
+    return key
+
+
+def _deidentified(ws: Workspace, outcome: Outcome) -> None:
+    """The series of ``/data/dicom`` de-identified: 16 files in one pseudonymous series folder, the mapping beside."""
+    out = ws.inputs / "dicom_deid"
+    report = json.loads((out / "deidentification_report.json").read_text())
+    assert report["files_written"] == 16 and report["series"] == 1, report
+    (series,) = {p.parent for p in out.rglob("*.dcm")}
+    assert series.name.startswith("SE-") and len(list(series.iterdir())) == 16
+    import csv
+
+    rows = list(csv.DictReader((ws.root / "mapping.csv").open()))
+    assert len(rows) == 16 and all(r["input"].startswith("series_042/") for r in rows), rows[:2]
+
+
+def _pseudonymized(ws: Workspace, outcome: Outcome) -> None:
+    """Case ids in splits.json are pseudonyms; the manifest's path is hidden in the stored config."""
+    assert outcome.folder is not None
+    splits = json.loads((outcome.folder / "splits.json").read_text())
+    ids = splits["train"] + splits["val"] + splits["test"]
+    assert ids and all(re.fullmatch(r"case-[0-9a-f]{12}", i) for i in ids), ids
+    stored = yaml.safe_load((outcome.folder / "config_resolved.yaml").read_text())
+    assert stored["data"]["manifest"].startswith("<private:"), stored["data"]["manifest"]
+
+
 def _planned(ws: Workspace, outcome: Outcome) -> None:
     written = yaml.safe_load((outcome.cwd / "my_conf" / "experiment" / "hippocampus.yaml").read_text())
     assert written["plan"]["mode"] == "fixed", written
@@ -556,11 +628,48 @@ RECIPES: dict[str, Recipe] = {
     "medvision-train data=csv data.manifest=/data/cases.csv data.label_names=[background,liver,tumour]": Recipe(
         "csv", "run", debug=(*UNET3D, *FAST)
     ),
+    "medvision-train data=csv data.manifest=/data/brain/cases.csv data.image_columns=[t1,t2] "
+    "model.modality_dropout=0.25": Recipe(
+        "csv_multimodal",
+        "run",
+        "t1 and t2 on two grids, columns named by data.image_columns",
+        debug=(*UNET3D_NET, *FAST),
+    ),
+    "medvision-train experiment=multimodal_seg": Recipe(
+        "multimodal_seg",
+        "run",
+        "one short epoch with validation: the prediction line reads its best.ckpt",
+        debug=(*MULTIMODAL, *UNET3D_NET, "debug=limit", "trainer.max_epochs=1", "print_config=false"),
+    ),
+    "medvision-train experiment=multimodal_seg model/net=late_fusion_unet": Recipe(
+        "late_fusion", "run", debug=(*MULTIMODAL, "model.net.features=[8,16]", *FAST)
+    ),
+    "medvision-predict ckpt_path=<multimodal best.ckpt> input=/data/brain/new.csv output=predictions "
+    "missing_modalities=zero": Recipe(
+        "predict_missing_modality",
+        "run",
+        "two cases, one with its t2 cell empty",
+        values={"<multimodal best.ckpt>": _ckpt("multimodal_seg", "checkpoints", "best.ckpt")},
+        check=_filled,
+    ),
     "medvision-data validate data=msd data.root=/data/Task04_Hippocampus": Recipe(
         "validate_msd", "run", check=_validated("data_audit.json")
     ),
     "medvision-data validate --report audit.json data=csv data.manifest=/data/cases.csv": Recipe(
         "validate_csv", "run", check=_validated("audit.json")
+    ),
+    # Patient privacy
+    "medvision-data deidentify /data/dicom /data/dicom_deid --key <key file> --mapping <mapping.csv>": Recipe(
+        "deidentify",
+        "run",
+        values={"<key file>": _key_file, "<mapping.csv>": lambda ws: ws.root / "mapping.csv"},
+        check=_deidentified,
+    ),
+    "medvision-train data=csv data.manifest=/data/cases.csv privacy.log_ids=pseudonym": Recipe(
+        "csv_pseudonyms", "run", debug=(*UNET3D, *FAST), check=_pseudonymized
+    ),
+    "medvision-data validate data=csv data.manifest=/data/cases.csv data.require_deidentified=true": Recipe(
+        "validate_deidentified", "run", check=_validated("data_audit.json")
     ),
     # Classification: MedMNIST
     "medvision-data fetch medmnist pathmnist": Recipe(
@@ -578,6 +687,28 @@ RECIPES: dict[str, Recipe] = {
     ),
     "medvision-train experiment=dicom_modality": Recipe(
         "dicom_modality", "run", "the real DICOM files that install with pydicom-data", debug=(*CLS, *FAST)
+    ),
+    # Images + a patient's record
+    "medvision-train experiment=clinical_fusion": Recipe(
+        "clinical_fusion",
+        "run",
+        "one short epoch on 40 cases of 16 px: medvision-predict reads its best.ckpt",
+        debug=(*CLINICAL, "debug=limit", "trainer.max_epochs=1", "print_config=false"),
+        check=_clinical_run,
+    ),
+    "medvision-train data=clinical model=fusion data.manifest=/data/clinical/cases.csv 'data.clinical={numeric: "
+    "[age, psa], categorical: [sex, site]}'": Recipe(
+        "clinical_csv",
+        "run",
+        "40 cases of 16 px, resized to 16 (not 64) px",
+        debug=("data.transforms.spatial_size=[16,16]", "callbacks.classification_plots=null", *FAST),
+    ),
+    "medvision-predict ckpt_path=<fusion best.ckpt> input=/data/new_patients.csv output=predictions": Recipe(
+        "predict_clinical",
+        "run",
+        "the clinical_fusion recipe's model; one case lacks its age, one has a site unseen in training",
+        values={"<fusion best.ckpt>": _ckpt("clinical_fusion", "checkpoints", "best.ckpt")},
+        check=_clinical_predicted,
     ),
     # the GAN
     "medvision-train experiment=gan/medmnist28": Recipe(
@@ -858,6 +989,14 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
+def _hidden(override: str) -> str:
+    """``key=<private:...>``: how a run that hides data paths (``privacy.log_ids``) records ``key=path``."""
+    from medvision.utils.privacy import Privacy
+
+    key, _, value = override.partition("=")
+    return f"{key}={Privacy(log_ids='pseudonym').token(value)}"
+
+
 def run_recipe(ws: Workspace, command: str, recipe: Recipe) -> Outcome:
     """Run one README line at debug size (see the module docstring)."""
     ws.write_inputs()
@@ -968,6 +1107,14 @@ def _write_inputs(ws: Workspace) -> None:
         image = nib.load(msd / case["image"])
         volume = nib.Nifti1Image(np.asarray(image.dataobj, dtype=np.float32), image.affine)
         nib.save(volume, ws.inputs / "new" / f"case0{k}.nii.gz")
+    # /data/brain: t1 (1 mm) and t2 (2 mm grid) per case, columns t1,t2 (data.image_columns); new.csv lacks a t2
+    from medvision.data.sources.synthetic_multimodal import SyntheticMultimodal
+
+    brain = prepare(SyntheticMultimodal(spatial_dims=3, num_cases=8, size=24, seed=5), ws.inputs / "brain")
+    (brain / "cases.csv").write_text((brain / "cases.csv").read_text().replace("image_t1,image_t2,", "t1,t2,", 1))
+    (brain / "new.csv").write_text(
+        "t1,t2,id\ncase_000_t1.nii.gz,case_000_t2.nii.gz,case_000\ncase_001_t1.nii.gz,,case_001\n"
+    )
     # /data/dicom/series_042: one CT series
     write_ct_series(ws.inputs / "dicom" / "series_042")
     # MedMNIST files in the official format, where data=medmnist reads them
@@ -978,6 +1125,18 @@ def _write_inputs(ws: Workspace) -> None:
     with np.load(ws.home / "data" / "medmnist" / "pneumoniamnist.npz") as arrays:
         for n, picture in enumerate(arrays["test_images"][:3]):
             Image.fromarray(picture).save(ws.inputs / "pngs" / f"scan{n}.png")
+    # /data/clinical/cases.csv: images + clinical records; /data/new_patients.csv: three of them, one
+    # without its age, one from a site unseen in training
+    from medvision.data.sources.synthetic_fusion import SyntheticFusion
+
+    clinical = prepare(SyntheticFusion(num_cases=40, size=16, seed=3), ws.inputs / "clinical")
+    lines = (clinical / "cases.csv").read_text().splitlines()
+    new = [lines[0]] + [line.replace("images/", "clinical/images/", 1) for line in lines[1:4]]
+    header = new[0].split(",")
+    cells = [line.split(",") for line in new[1:]]
+    cells[0][header.index("age")] = ""
+    cells[1][header.index("site")] = "Z"
+    (ws.inputs / "new_patients.csv").write_text("\n".join([new[0], *(",".join(c) for c in cells)]) + "\n")
 
 
 def _write_my_conf(ws: Workspace) -> None:
@@ -1078,6 +1237,7 @@ def test_readme_recipe_runs(command: str, workspace: Workspace) -> None:
         for job, used in runs:
             for override in line:
                 if _key(override) not in recipe.replaces:
-                    assert override in used, f"{job}: the run did not use {override!r} of the line: {used}"
+                    shown = {override, _hidden(override)}  # privacy.log_ids hides data paths in .hydra/
+                    assert shown & set(used), f"{job}: the run did not use {override!r} of the line: {used}"
     if recipe.check is not None:
         recipe.check(workspace, outcome)

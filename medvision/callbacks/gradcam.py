@@ -5,7 +5,9 @@ class (the predicted one, or the true one) at a target layer of the network, ble
 image (3D: the middle slice along the last spatial axis) and writes ``[image | overlay]`` PNGs
 to ``<output_dir>/gradcam/``. The same pictures go to the TensorBoard and W&B loggers of the
 run when those are present. The map is computed on a copy of the network, so the hooks that
-MONAI's ``GradCAM`` registers never touch the trained model.
+MONAI's ``GradCAM`` registers never touch the trained model. A network with more inputs than
+the image (the fusion classifier's clinical vector, named by the module's ``extra_inputs``) gets
+them with each image, and the map is taken in its image branch (``net.image_branch``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ def default_target_layer(net: nn.Module) -> str:
     Raises:
         ValueError: the network has no convolution (Grad-CAM needs a spatial feature map).
     """
+    if hasattr(net, "image_branch"):  # an image + clinical network: its (first) image encoder's layer
+        branch = net.image_branch
+        if branch is None:
+            raise ValueError(
+                "Grad-CAM explains an image branch; this network reads no image (model.inputs=clinical): "
+                "switch callbacks.gradcam off (callbacks.gradcam=null)"
+            )
+        return f"{branch}.{default_target_layer(net.get_submodule(branch))}"
     if type(net).__name__ == "SliceRNN":
         raise ValueError(
             "Grad-CAM needs a network whose feature maps cover the whole input; SliceRNN encodes "
@@ -124,19 +134,24 @@ class GradCAMOverlays(pl.Callback):
         #: the PNGs written by the last fit
         self.written: list[Path] = []
 
-    def _samples(self, trainer: pl.Trainer) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
+    def _samples(
+        self, trainer: pl.Trainer, extra_keys: tuple[str, ...] = ()
+    ) -> list[tuple[torch.Tensor, torch.Tensor, str, dict[str, torch.Tensor]]]:
+        """The first ``n_images`` validation samples: image, label, id, and the other inputs the
+        network takes (``extra_keys``: a fusion classifier's ``clinical`` vector)."""
         loaders = trainer.val_dataloaders
         if loaders is None and trainer.datamodule is not None:
             loaders = trainer.datamodule.val_dataloader()
         loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        out: list[tuple[torch.Tensor, torch.Tensor, str]] = []
+        out: list[tuple[torch.Tensor, torch.Tensor, str, dict[str, torch.Tensor]]] = []
         for batch in loader or []:
             images, labels = batch["image"], batch["label"]
             ids = batch.get("id", [None] * len(images))
             for i in range(len(images)):
                 image = images[i].as_tensor() if hasattr(images[i], "as_tensor") else images[i]
                 label = labels[i].as_tensor() if hasattr(labels[i], "as_tensor") else labels[i]
-                out.append((image, torch.as_tensor(label), str(ids[i] if ids[i] is not None else len(out))))
+                extra = {k: torch.as_tensor(batch[k][i]) for k in extra_keys if k in batch}
+                out.append((image, torch.as_tensor(label), str(ids[i] if ids[i] is not None else len(out)), extra))
                 if len(out) == self.n_images:
                     return out
         return out
@@ -157,6 +172,9 @@ class GradCAMOverlays(pl.Callback):
         from monai.visualize import GradCAM
 
         source = getattr(pl_module, "net", pl_module)
+        if getattr(source, "image_branch", "") is None:  # reads no image (model.inputs=clinical)
+            print("callbacks.gradcam: the network reads no image (model.inputs=clinical): no Grad-CAM maps")
+            return
         layer = self.target_layers or default_target_layer(source)
         net = copy.deepcopy(source).to(pl_module.device).float().eval()
         cam = GradCAM(nn_module=net, target_layers=layer)
@@ -167,12 +185,15 @@ class GradCAMOverlays(pl.Callback):
         captions: list[str] = []
         paths: list[Path] = []
         with torch.inference_mode(False), torch.enable_grad():
-            for k, (image, label, sample_id) in enumerate(self._samples(trainer)):
+            extra_keys = tuple(getattr(pl_module, "extra_inputs", ()))
+            for k, (image, label, sample_id, extra) in enumerate(self._samples(trainer, extra_keys)):
                 x = image[None].to(pl_module.device).float().clone().requires_grad_(True)
+                # the other inputs of the network (a fusion classifier's clinical vector) go with the image
+                inputs = {key: value[None].to(pl_module.device).float() for key, value in extra.items()}
                 with torch.no_grad():
-                    logits = net(x)
+                    logits = net(x, **inputs)
                 idx = self._class_index(logits, label, multilabel)
-                heat = cam(x, class_idx=idx)[0, 0].detach().cpu().numpy()
+                heat = cam(x, class_idx=idx, **inputs)[0, 0].detach().cpu().numpy()
                 pictures.append(overlay_image(image.detach().cpu().numpy(), heat, self.alpha))
                 predicted = int(logits.argmax(dim=1)[0])
                 true = "" if multilabel else int(label.reshape(-1)[0])

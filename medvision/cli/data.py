@@ -2,6 +2,7 @@
 
     medvision-data fetch medmnist pathmnist [--size 64] [--dest DIR]
     medvision-data validate [--report FILE] [overrides ...]
+    medvision-data deidentify IN OUT [--key KEYFILE] [--mapping FILE]
 
 Imports stay inside the subcommands so that ``--help`` does not load torch.
 """
@@ -45,10 +46,42 @@ def _validate(args: argparse.Namespace) -> int:
     with open_dict(cfg.data):
         cfg.data.audit = True
         cfg.data.audit_report = str(report)
-    result = instantiate(cfg.data).run_audit()
+    datamodule = instantiate(cfg.data)
+    if str(cfg.privacy.log_ids) != "auto":  # the report is the user's own check: paths shown unless asked not to
+        from medvision.data.privacy import use_privacy
+
+        use_privacy(cfg.privacy, datamodule)
+    else:
+        from medvision.utils.privacy import Privacy
+
+        datamodule.privacy = Privacy(log_ids="path")
+    result = datamodule.run_audit()
     print(f"report: {report}")
     if not result.ok:
         raise result.error(str(report))
+    return 0
+
+
+def _deidentify(args: argparse.Namespace) -> int:
+    """De-identify the DICOM files of IN into OUT (:mod:`medvision.data.deidentify`); print what was done."""
+    from medvision.data.deidentify import REPORT_NAME, deidentify_folder
+    from medvision.utils.privacy import read_key
+
+    key, where = read_key(args.key, create=False)
+    report = deidentify_folder(args.input, args.output, key, mapping=args.mapping)
+    out = Path(args.output)
+    skipped = ", ".join(f"{n} {why}" for why, n in report.not_copied.items())
+    print(
+        f"{len(report.written)} DICOM file(s) de-identified into {out} ({report.patients} patient(s), "
+        f"{report.studies} study(ies), {report.series} series); key {report.key_fingerprint} from {where}"
+    )
+    if skipped:
+        print(f"not copied: {skipped}")
+    if report.burned_in:
+        print(f"{len(report.burned_in)} file(s) may show burned-in text or a face (pixels are copied as they are):")
+        for file, reasons in sorted(report.burned_in.items()):
+            print(f"  {file}: {', '.join(reasons)}")
+    print(f"report: {out / REPORT_NAME}" + (f"; mapping (keep it private): {args.mapping}" if args.mapping else ""))
     return 0
 
 
@@ -85,6 +118,32 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--report", default=None, help="JSON report to write (default: ./data_audit.json)")
     validate.add_argument("overrides", nargs="*", help="Hydra overrides of the training config")
     validate.set_defaults(func=_validate)
+    deidentify = sub.add_parser(
+        "deidentify",
+        help="copy a DICOM folder without patient identifiers (DICOM PS3.15 Basic Profile)",
+        description="Copy every DICOM file under IN to OUT (a new folder) de-identified by the DICOM PS3.15 Basic "
+        "Application Level Confidentiality Profile: identifying attributes removed or replaced, private tags removed, "
+        "UIDs replaced consistently (series and references stay intact), dates shifted by one offset per patient. "
+        "Pseudonyms, UIDs and date shifts are keyed hashes of the originals under your key: the same input and key "
+        "give the same output. Pixel data are copied as they are: files that may show burned-in text (or a face) "
+        "are listed. Files that are not DICOM are not copied. IN is never written to.",
+    )
+    deidentify.add_argument("input", metavar="IN", help="folder of DICOM files (any depth, any file names)")
+    deidentify.add_argument("output", metavar="OUT", help="new (or empty) folder for the de-identified files")
+    deidentify.add_argument(
+        "--key",
+        default=None,
+        metavar="KEYFILE",
+        help="file holding your secret key (default: $MEDVISION_PRIVACY_KEY, else the file "
+        "$MEDVISION_PRIVACY_KEY_FILE)",
+    )
+    deidentify.add_argument(
+        "--mapping",
+        default=None,
+        metavar="FILE",
+        help="write the table original -> pseudonym (CSV) here, for the data owner (never inside OUT or IN)",
+    )
+    deidentify.set_defaults(func=_deidentify)
     return parser
 
 

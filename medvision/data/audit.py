@@ -5,12 +5,16 @@ pair a manifest lists and at the manifest and split as a whole. A case's image i
 (a 4D file holds its channels on the last axis) or one file per channel (nnU-Net's
 ``<case>_0000``, ``<case>_0001``, ...); each channel file is checked on its own (exists, reads,
 lies on the label's grid, finite, ...) and the channels of all of them together are counted
-against the modalities:
+against the modalities. With ``resample_channels`` (a CSV manifest's modality columns, which
+:class:`medvision.data.multimodal.LoadModalitiesd` resamples onto the first modality's grid) only
+the first modality's file must lie on the label's grid; every other one must overlap it in
+world space:
 
 ========== ======== ================================================================
 check      severity what it catches
 ========== ======== ================================================================
-missing    error    a file the manifest names does not exist
+missing    error    a file the manifest names does not exist, or an empty image cell (a
+                    modality the case lacks; the modality is named)
 readable   error    a truncated or corrupt file (NIfTI through nibabel, other formats
                     through MONAI's ``LoadImage``)
 dims       error    a label map with another dimensionality than ``data.spatial_dims``
@@ -18,6 +22,8 @@ shape      error    image (or a channel file) and label grids differ
 channels   error    the image's channel count (over its channel files) differs from the
                     declared modalities
 affine     error    image and label affines differ beyond a tolerance (mm)
+overlap    error    a modality whose field of view (bounding box in mm) does not intersect
+                    the first modality's (``resample_channels`` only)
 spacing    error    a zero, negative or non-finite voxel size (warning: above ``max_spacing``)
 finite     error    NaN or Inf voxels in the image or the label map
 labels     error    label values that are not integers or outside ``0..K-1``
@@ -25,6 +31,8 @@ empty      warning  a label map holding background only
 constant   warning  an image holding one value only
 unique     error    one file listed twice (warning: two cases with the same id)
 leakage    error    one file, one subject or identical image content in two splits
+identifiers warning DICOM header fields that identify the patient, NIfTI free text
+                    (error with ``require_deidentified``; :mod:`medvision.data.privacy`)
 ========== ======== ================================================================
 
 Errors make a case unusable (the DataModule stops, or drops the case with
@@ -63,9 +71,16 @@ _NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz", ".mgh")
 
 _FIX = {
     "missing": "put the file there, or correct or remove this entry of the manifest",
+    "missing_modality": "put the modality's file there (or correct its path in the manifest); a case lacking a "
+    "modality cannot train: remove it, or set data.on_invalid=skip to train without it "
+    "(medvision-predict missing_modalities=zero predicts such a case with that channel zeroed)",
     "readable": "the file is truncated or corrupt: export or download it again, or remove the case",
     "dims": "set data.spatial_dims to the files' dimensionality, or convert the files",
     "shape": "the label map must lie on the image's grid: resample it onto the image (nearest neighbour)",
+    "shape_first": "the label map must lie on the FIRST modality's grid (the others are resampled onto it): "
+    "resample the label onto that image (nearest neighbour), or list that image's modality first",
+    "overlap": "the modalities of a case must image the same region: check the file belongs to this case "
+    "and its header's affine (origin, orientation, mm)",
     "channels": "declare one modality per image channel (dataset.json 'modality' or 'channel_names', "
     "one image_<modality> CSV column each), or fix the image",
     "affine": "save the label map with the image's affine (header), or resample it onto the image",
@@ -386,6 +401,17 @@ def _spacing(affine: np.ndarray, ndim: int) -> list[float]:
     return [float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0))[: min(ndim, 3)]]
 
 
+def world_box(shape: Sequence[int], affine: Any, ndim: int) -> np.ndarray:
+    """``(2, 3)`` lowest and highest world coordinates (mm) of a grid's field of view: the corners
+    of its first ``ndim`` axes' voxels (voxel edges, not centres) through the affine."""
+    affine = np.asarray(affine, dtype=np.float64)
+    corners = np.array(np.meshgrid(*[[-0.5, int(n) - 0.5] for n in shape[:ndim]], indexing="ij")).reshape(ndim, -1)
+    index = np.zeros((4, corners.shape[1]))
+    index[:ndim], index[3] = corners, 1.0
+    world = (affine @ index)[:3]
+    return np.stack([world.min(axis=1), world.max(axis=1)])
+
+
 def _pair_problems(
     images: list[dict[str, Any]],
     lab: dict[str, Any],
@@ -394,19 +420,24 @@ def _pair_problems(
     spatial_dims: int | None,
     affine_tol: float,
     max_spacing: float,
+    names: Sequence[str] | None = None,
+    resample_channels: bool = False,
 ) -> list[tuple[str, str, int | None, str]]:
     """``(severity, check, file, message)`` for one case whose files are all readable.
 
     Args:
         images: the summary of each image file (one, or one per channel).
         lab: the label map's summary.
+        names: what to call each image file (default: ``channel file <k>``, or ``image``).
+        resample_channels: only the first image file must lie on the label's grid; the others
+            must overlap it in world space (they are resampled onto it).
 
     ``file`` is the index of the image file concerned, or ``None`` for the label map.
     """
     found: list[tuple[str, str, int | None, str]] = []
     lshape = tuple(lab["shape"])
     several = len(images) > 1
-    names = [f"channel file {k}" if several else "image" for k in range(len(images))]
+    names = list(names or [f"channel file {k}" if several else "image" for k in range(len(images))])
     if spatial_dims is not None and len(lshape) != spatial_dims:
         found.append(
             (
@@ -420,13 +451,29 @@ def _pair_problems(
     channels: list[int] = []
     for k, img in enumerate(images):
         ishape = tuple(img["shape"])
+        if resample_channels and k > 0 and len(ishape) >= len(lshape):
+            channels.append(int(np.prod(ishape[len(lshape) :], dtype=np.int64)))
+            first = images[0]
+            box, ref = (
+                world_box(ishape, img["affine"], len(lshape)),
+                world_box(first["shape"], first["affine"], len(lshape)),
+            )
+            if np.any(box[0] > ref[1] + affine_tol) or np.any(ref[0] > box[1] + affine_tol):
+                shown = [np.round(b, 1).tolist() for b in (box, ref)]
+                message = (
+                    f"{names[k]} and {names[0]} do not overlap in world space: fields of view "
+                    f"{shown[0][0]}..{shown[0][1]} mm and {shown[1][0]}..{shown[1][1]} mm"
+                )
+                found.append(("error", "overlap", k, message))
+            continue
         if len(ishape) < len(lshape) or ishape[: len(lshape)] != lshape:
-            message = f"{names[k]} shape {list(ishape)} and label shape {list(lshape)} differ"
+            hint = " (the label map must lie on the first modality's grid)" if resample_channels else ""
+            message = f"{names[k]} shape {list(ishape)} and label shape {list(lshape)} differ{hint}"
             found.append(("error", "shape", k if several else None, message))
         else:
             on_grid.append(k)
             channels.append(int(np.prod(ishape[len(lshape) :], dtype=np.int64)))
-    if len(on_grid) == len(images) and sum(channels) != num_channels:
+    if len(channels) == len(images) and sum(channels) != num_channels:
         held = (
             f"the image has {channels[0]} channel(s) {list(images[0]['shape'])}"
             if not several
@@ -437,6 +484,8 @@ def _pair_problems(
         diff = float(np.max(np.abs(np.asarray(images[k]["affine"]) - np.asarray(lab["affine"]))))
         if not diff <= affine_tol:
             message = f"{names[k]} and label affines differ by up to {diff:.4g} (tolerance {affine_tol:g})"
+            if resample_channels:
+                message += " (the label map must lie on the first modality's grid)"
             found.append(("error", "affine", k if several else None, message))
     prefix = [f"{name}: " if several else "" for name in names]
     for k, img in enumerate(images):
@@ -447,7 +496,7 @@ def _pair_problems(
             shown = [round(s, 3) for s in spacing]
             found.append(("warning", "spacing", k, f"{prefix[k]}voxel spacing {shown} mm exceeds {max_spacing:g} mm"))
     for k, img in enumerate(images):
-        where = f"channel file {k}" if several else "the image"
+        where = names[k] if several else "the image"
         if img["nonfinite"]:
             found.append(("error", "finite", k, f"{img['nonfinite']} NaN/Inf voxel(s) in {where}"))
         elif img["min"] is not None and img["min"] == img["max"]:
@@ -493,6 +542,9 @@ def audit(
     affine_tol: float = 1e-3,
     max_spacing: float = 20.0,
     num_threads: int | None = None,
+    modalities: Sequence[str] | None = None,
+    resample_channels: bool = False,
+    require_deidentified: bool = False,
 ) -> AuditReport:
     """Check every case of a dataset and return all problems at once.
 
@@ -509,6 +561,11 @@ def audit(
         affine_tol: largest allowed difference between image and label affine entries (mm).
         max_spacing: voxel sizes above this (mm) are reported as warnings.
         num_threads: threads reading files (default: up to 4, at most the CPU count).
+        modalities: the name of each channel file's modality (messages name them).
+        resample_channels: the channel files are resampled onto the first one's grid when
+            loaded (a CSV manifest's modality columns): only the first must lie on the label's
+            grid, the others must overlap it in world space.
+        require_deidentified: identifying header fields are errors (default: warnings).
 
     Returns:
         The :class:`AuditReport`.
@@ -536,14 +593,27 @@ def audit(
     # 1. files exist; read (or recall) what is needed from each
     files = [{key: record_files(r, key) for key in ("image", "label")} for r in records]
     present: list[tuple[str, str]] = []
+
+    def modality(k: int, what: str = "channel") -> str:
+        """``modality t2 (channel 1)``, or ``channel 1`` when the channels are unnamed."""
+        name = modalities[k] if modalities is not None and k < len(modalities) and len(modalities) > 1 else ""
+        return f"modality {name} ({what} {k})" if name else f"{what} {k}"
+
     for i, case in enumerate(files):
         for key, paths in case.items():
             for k, path in enumerate(paths):
-                if Path(path).is_file() or Path(path).is_dir():
+                several = key == "image" and len(paths) > 1
+                if not path:
+                    which = f"{modality(k)} of the case" if several else f"the {key}"
+                    fix = _FIX["missing_modality"] if several else None
+                    add("error", "missing", i, f"{which} is missing: its manifest cell is empty", str(source), fix)
+                elif Path(path).is_file() or Path(path).is_dir():
                     present.append((path, key))
+                elif several:
+                    message = f"the image file of {modality(k)} does not exist"
+                    add("error", "missing", i, message, path, _FIX["missing_modality"])
                 else:
-                    which = f"the image file of channel {k}" if len(paths) > 1 else f"the {key} file"
-                    add("error", "missing", i, f"{which} does not exist", path)
+                    add("error", "missing", i, f"the {key} file does not exist", path)
     cache = _SummaryCache(cache_file(cache_dir, source or "records") if cache_dir else None)
     summaries, files_read = _summaries(list(dict.fromkeys(present)), cache, num_threads or min(4, os.cpu_count() or 1))
     cache.save()
@@ -568,22 +638,38 @@ def audit(
         usable = {key: [s for s in found if s is not None and "error" not in s] for key, found in read.items()}
         if any(len(usable[key]) < len(case[key]) for key in case):
             continue
+        several = len(case["image"]) > 1
+        names = [modality(k, "channel file") for k in range(len(case["image"]))] if several else None
         checked = _pair_problems(
-            usable["image"], usable["label"][0], num_classes, num_channels, spatial_dims, affine_tol, max_spacing
+            usable["image"],
+            usable["label"][0],
+            num_classes,
+            num_channels,
+            spatial_dims,
+            affine_tol,
+            max_spacing,
+            names=names,
+            resample_channels=resample_channels and several,
         )
         for severity, check, which, message in checked:
             fix = _FIX.get(f"{check}_large" if severity == "warning" and check == "spacing" else check)
+            if check in ("shape", "affine") and resample_channels and several:
+                fix = _FIX["shape_first"]
             if check == "labels":
                 fix = _FIX["labels_integer" if "integer" in message else "labels_range"]
             add(severity, check, i, message, case["label"][0] if which is None else case["image"][which], fix)
 
     # 3. the manifest and the split as a whole
     _dataset_problems(records, files, split_of, summaries, add)
+    from medvision.data.privacy import IDENTIFIERS_FIX, identifier_findings
+
+    for i, file, message in identifier_findings(files):
+        add("error" if require_deidentified else "warning", "identifiers", i, message, file, IDENTIFIERS_FIX)
 
     problems.sort(key=lambda p: (p.index if p.index is not None else len(records), p.severity != "error"))
     return AuditReport(
         num_cases=len(records),
-        num_files=sum(len(case["image"]) + len(case["label"]) for case in files),
+        num_files=sum(len([f for f in case["image"] if f]) + len(case["label"]) for case in files),
         label_names=list(label_names),
         problems=problems,
         files_read=files_read,
@@ -618,7 +704,8 @@ def _dataset_problems(
         by_file: dict[str, list[int]] = {}
         for i, case in enumerate(files):
             for file in case[key]:
-                by_file.setdefault(file, []).append(i)
+                if file:  # an empty cell (a missing modality) is reported as missing
+                    by_file.setdefault(file, []).append(i)
         for file, listed in by_file.items():
             indices = list(dict.fromkeys(listed))
             if len(indices) < len(listed):  # one case names the file for two of its channels

@@ -30,6 +30,7 @@ from medvision.data.loaders import LoaderKind, check_loader, make_loader
 from medvision.data.sampling import EpochSampler, SeededDataset, eval_sampler, resumed_batches
 from medvision.data.splits import SPLITS
 from medvision.data.transforms import transform_steps
+from medvision.utils.privacy import Privacy
 from medvision.utils.validate import check_choice
 
 if TYPE_CHECKING:
@@ -136,6 +137,23 @@ class MedvisionDataModule(pl.LightningDataModule):
         """The files the data are read from (what a run's ``data_hash`` fingerprints); none known: empty."""
         return []
 
+    @property
+    def reads_dicom(self) -> bool:
+        """Whether the data come from DICOM files (``privacy.log_ids=auto`` then hides case ids)."""
+        return False
+
+    @property
+    def privacy(self) -> Privacy:
+        """What outputs may show of the cases (:mod:`medvision.utils.privacy`): ``run()`` sets the
+        run's; by default ``privacy.log_ids=auto`` with the default key. Sample ids go through it."""
+        if getattr(self, "_privacy", None) is None:
+            self._privacy = Privacy(from_dicom=self.reads_dicom)
+        return self._privacy
+
+    @privacy.setter
+    def privacy(self, value: Privacy) -> None:
+        self._privacy = value
+
     def cache_folder(self, split: str) -> Path:
         """Folder of ``split``'s disk cache (``data.cache=disk``)."""
         return (self.cache_dir or Path(".cache")) / split
@@ -207,13 +225,13 @@ class MedvisionDataModule(pl.LightningDataModule):
     def dataset(self, split: str, train: bool = False) -> Dataset:
         """MONAI dataset of ``split`` with the evaluation (or, ``train``, the training) transform, cached."""
         transform = self.train_transform() if train else self.eval_transform()
-        return self.cached_dataset(self.samples(split), transform, split)
+        return self.cached_dataset(self.privacy.shown_samples(self.samples(split)), transform, split)
 
     def deterministic_dataset(self, split: str) -> Dataset:
         """The samples of ``split`` with the evaluation transform (no augmentation, no cache)."""
         from monai.data import Dataset
 
-        return Dataset(self.samples(split), self.eval_transform())
+        return Dataset(self.privacy.shown_samples(self.samples(split)), self.eval_transform())
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (``train`` with the training transform)."""

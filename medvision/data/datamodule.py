@@ -48,6 +48,11 @@ class VolumeDataModule(MedvisionDataModule):
             folder of the other layout fails with a message naming the right ``data=`` choice.
         source: a dataset source that writes ``root`` on first use (embedded datasets).
         label_names: label names for a CSV manifest (MSD folders name their labels).
+        image_columns: the CSV manifest's image columns, one per modality in channel order
+            (``None``: ``image``, or the ``image_<modality>`` columns). A CSV's modalities may lie
+            on different grids: the ``load`` step ``LoadModalitiesd`` resamples them onto the
+            first one's, and the audit checks them so (the label on the first one's grid, the
+            others overlapping it).
         spatial_dims: 2 or 3.
         transforms: ``{"load": ..., "augment": ...}``, each an ordered mapping name -> MONAI dict
             transform (``None`` entries are dropped) or a list of transforms. Other keys are
@@ -81,6 +86,8 @@ class VolumeDataModule(MedvisionDataModule):
         audit: run the data audit when the records are first needed.
         audit_report: JSON file the audit report is written to (``None``: not written).
         audit_cache_dir: folder caching what the audit read from each file (``None``: no cache).
+        require_deidentified: identifying header fields (DICOM headers, NIfTI free text; the
+            audit's ``identifiers`` check, :mod:`medvision.data.privacy`) are errors, not warnings.
     """
 
     def __init__(
@@ -90,6 +97,7 @@ class VolumeDataModule(MedvisionDataModule):
         format: DatasetFormat = "msd",
         source: DatasetSource | None = None,
         label_names: Sequence[str] | None = None,
+        image_columns: Sequence[str] | None = None,
         spatial_dims: SpatialDims = 3,
         transforms: Mapping[str, Any] | None = None,
         val_fraction: float = 0.2,
@@ -112,6 +120,7 @@ class VolumeDataModule(MedvisionDataModule):
         audit: bool = True,
         audit_report: str | None = None,
         audit_cache_dir: str | None = None,
+        require_deidentified: bool = False,
     ) -> None:
         super().__init__(
             transforms=transforms,
@@ -134,6 +143,7 @@ class VolumeDataModule(MedvisionDataModule):
         self.format = check_choice("data.format", format, DatasetFormat)
         self.source = source
         self.label_names_override = list(label_names) if label_names else None
+        self.image_columns = [str(c) for c in image_columns] if image_columns else None
         self.spatial_dims = spatial_dims
         self.split_args = dict(
             val_fraction=val_fraction, test_fraction=test_fraction, num_folds=num_folds, fold=fold, seed=split_seed
@@ -145,6 +155,7 @@ class VolumeDataModule(MedvisionDataModule):
         self.audit = audit
         self.audit_report = audit_report
         self.audit_cache_dir = audit_cache_dir
+        self.require_deidentified = require_deidentified
         #: the report of the data audit, once it has run
         self.audit_result: AuditReport | None = None
         self._info: DatasetInfo | None = None
@@ -152,16 +163,21 @@ class VolumeDataModule(MedvisionDataModule):
 
     # ----------------------------------------------------------------- records and splits
     def prepare_data(self) -> None:
-        """Write an embedded dataset on first use (atomic; safe to call from every rank)."""
-        if self.source is not None and self.manifest is None:
-            prepare(self.source, self.root)
+        """Write an embedded dataset on first use (atomic; safe to call from every rank); a source that
+        writes a CSV manifest writes it into ``root`` (the manifest's folder when ``root`` is unset)."""
+        if self.source is not None:
+            prepare(self.source, self.root if self.root is not None else Path(str(self.manifest)).parent)
 
     def _read_manifest(self) -> DatasetInfo:
         """Every record of the manifest; with the audit on, missing files are left for it to report."""
         self.prepare_data()
         if self.manifest is not None:
             return read_csv(
-                self.manifest, self.label_names_override, require_files=not self.audit, infer_label_names=not self.audit
+                self.manifest,
+                self.label_names_override,
+                require_files=not self.audit,
+                infer_label_names=not self.audit,
+                image_columns=self.image_columns,
             )
         reader = read_nnunet if self.format == "nnunet" else read_msd
         return reader(self.root, require_files=not self.audit)  # type: ignore[arg-type]
@@ -185,7 +201,7 @@ class VolumeDataModule(MedvisionDataModule):
     @staticmethod
     def _input_files(raw: DatasetInfo) -> list[str]:
         """The manifest and every file its records name (what no report may overwrite)."""
-        return [raw.source, *(f for r in raw.records for k in ("image", "label") for f in record_files(r, k))]
+        return [raw.source, *(f for r in raw.records for k in ("image", "label") for f in record_files(r, k) if f)]
 
     def run_audit(self, raw: DatasetInfo | None = None, split: dict[str, list[int]] | None = None) -> AuditReport:
         """Audit every case of the manifest: print the result, write the JSON report, return it.
@@ -209,12 +225,17 @@ class VolumeDataModule(MedvisionDataModule):
             spatial_dims=self.spatial_dims,
             cache_dir=self.audit_cache_dir,
             source=raw.source,
+            modalities=raw.modalities,
+            resample_channels=self.manifest is not None,
+            require_deidentified=self.require_deidentified,
         )
         if rank_zero_only.rank == 0:
             report.print(root=Path(raw.source).parent if raw.source else None)
         if self.audit_report and rank_zero_only.rank == 0:  # DDP: one writer
             refuse_input_as_output(self.audit_report, self._input_files(raw), what="data.audit_report")
-            report.write(self.audit_report, policy=self.on_invalid)
+            from medvision.data.privacy import write_audit_report  # ids and paths as privacy.log_ids shows them
+
+            write_audit_report(report, self.audit_report, self.on_invalid, self.privacy)
         self.audit_result = report
         return report
 
@@ -224,7 +245,9 @@ class VolumeDataModule(MedvisionDataModule):
         The split is made before bad cases are dropped, so dropping a case never moves another
         case (or the test set) to another split.
         """
-        raw = self._read_manifest()
+        from medvision.data.privacy import pseudonymize_records
+
+        raw = pseudonymize_records(self._read_manifest(), self.privacy)  # ids in splits.json, the audit, batches
         case_split = self._split(raw)
         self._write_splits(case_split, raw)
         split = case_split.indices
@@ -246,6 +269,17 @@ class VolumeDataModule(MedvisionDataModule):
         records = [r for i, r in enumerate(raw.records) if i in keep]
         self._info = DatasetInfo(records, list(label_names), raw.modalities, raw.name, raw.source)
         self._splits = {s: [raw.records[i] for i in split[s] if i in keep] for s in SPLITS}
+
+    @property
+    def reads_dicom(self) -> bool:
+        """Whether an image or label of the manifest is a DICOM file or series folder."""
+        if self.source is not None:
+            return False  # an embedded dataset medvision writes (NIfTI)
+        if getattr(self, "_reads_dicom", None) is None:
+            from medvision.data.privacy import records_are_dicom
+
+            self._reads_dicom = records_are_dicom(self._read_manifest().records)
+        return bool(self._reads_dicom)
 
     def input_files(self) -> list[str]:
         """The manifest and every image and label file of the cases that passed the audit."""
@@ -273,6 +307,10 @@ class VolumeDataModule(MedvisionDataModule):
     def in_channels(self) -> int:
         """Number of image channels."""
         return self.info.in_channels
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What a model must know of this data: label names, channels and the channels' modalities."""
+        return {**super().model_kwargs(), "modalities": list(self.info.modalities)}
 
     @property
     def splits(self) -> dict[str, list[Record]]:

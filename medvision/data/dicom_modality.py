@@ -244,6 +244,11 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
         return 2
 
     @property
+    def reads_dicom(self) -> bool:
+        """True: with ``privacy.log_ids=auto`` sample ids (``<source>/<file>#<frame>``) are pseudonyms."""
+        return True
+
+    @property
     def source_channels(self) -> int:
         """1 (colour frames are reduced to luminance)."""
         return 1

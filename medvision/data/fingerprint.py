@@ -169,13 +169,16 @@ def _files(record: Record) -> list[str]:
 
 @functools.lru_cache(maxsize=4)
 def _loader(axcodes: str) -> Any:
-    """Load, channel first, reorient: the start of the training transforms (built once: MONAI's
-    readers announce themselves when constructed)."""
-    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
+    """Load (modalities on different grids resampled onto the first's), channel first, reorient:
+    the start of the training transforms (built once: MONAI's readers announce themselves when
+    constructed)."""
+    from monai.transforms import Compose, EnsureChannelFirstd, Orientationd
+
+    from medvision.data.multimodal import LoadModalitiesd
 
     return Compose(
         [
-            LoadImaged(keys=["image", "label"], image_only=True),
+            LoadModalitiesd(keys=["image", "label"], image_only=True),  # modalities on the first one's grid
             EnsureChannelFirstd(keys=["image", "label"]),
             Orientationd(keys=["image", "label"], axcodes=axcodes, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         ]

@@ -66,15 +66,16 @@ def record_files(record: Record, key: str) -> list[str]:
 
 
 def missing_files(records: list[Record], keys: tuple[str, ...] = ("image", "label")) -> list[tuple[Record, str, str]]:
-    """``(record, key, file)`` of every file a record names that does not exist."""
-    return [(r, k, f) for r in records for k in keys for f in record_files(r, k) if not Path(f).exists()]
+    """``(record, key, file)`` of every file a record names that does not exist (``""``: an empty
+    CSV cell, a modality the case lacks)."""
+    return [(r, k, f) for r in records for k in keys for f in record_files(r, k) if not f or not Path(f).exists()]
 
 
 def _require_files(records: list[Record], manifest: Path) -> None:
     """Raise one error naming every missing file (not just the first)."""
     missing = missing_files(records)
     if missing:
-        lines = "\n".join(f"  {r['id']}: {key} {file}" for r, key, file in missing)
+        lines = "\n".join(f"  {r['id']}: {key} {file or '(empty cell)'}" for r, key, file in missing)
         raise MedvisionError(
             f"{manifest} names {len(missing)} file(s) that do not exist:\n{lines}",
             fix=f"put the files there, or correct or remove those entries of {manifest.name}",
@@ -189,6 +190,13 @@ def read_msd(root: str | Path, require_files: bool = True) -> DatasetInfo:
 
 #: an nnU-Net v2 image file name without its file ending: ``<case>_<XXXX>`` (XXXX: the channel)
 _NNUNET_IMAGE = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
+
+
+def channel_file(stem: str) -> tuple[str, int] | None:
+    """``(case, channel)`` of an image file name (without its ending) in nnU-Net's ``<case>_<XXXX>``
+    naming, one file per channel; ``None`` for any other name."""
+    match = _NNUNET_IMAGE.fullmatch(stem)
+    return (match["case"], int(match["channel"])) if match else None
 
 
 def _nnunet_label_names(labels: Any, manifest: Path) -> list[str]:
@@ -347,12 +355,23 @@ def read_nnunet(root: str | Path, require_files: bool = True) -> DatasetInfo:
     return DatasetInfo(records, label_names, modalities, str(meta.get("name", root.name)), str(manifest))
 
 
-def _image_columns(fields: list[str], manifest: Path) -> tuple[list[str], list[str]]:
+def _image_columns(
+    fields: list[str], manifest: Path, image_columns: list[str] | None = None
+) -> tuple[list[str], list[str]]:
     """The image column(s) of a CSV header and the modality each holds.
 
     ``image`` is one channel (modality ``image``); ``image_<modality>`` columns are one channel
-    each, in header order.
+    each, in header order. ``image_columns`` (``data.image_columns``) names the columns instead,
+    in channel order; the modality is the column's name (without an ``image_`` prefix).
     """
+    if image_columns:
+        absent = [c for c in image_columns if c not in fields]
+        if absent:
+            raise MedvisionError(
+                f"{manifest} has no column(s) {absent} named by data.image_columns (its header: {fields})",
+                fix="name the header's image columns in data.image_columns=[...], one per modality in channel order",
+            )
+        return list(image_columns), [c.removeprefix("image_") or c for c in image_columns]
     several = [c for c in fields if c.startswith("image_")]
     if "image" in fields and several:
         raise MedvisionError(
@@ -371,13 +390,18 @@ def read_csv(
     label_names: list[str] | None = None,
     require_files: bool = True,
     infer_label_names: bool = True,
+    image_columns: list[str] | None = None,
 ) -> DatasetInfo:
     """Read a CSV manifest with columns ``image``, ``label`` and optional ``subject``, ``id``.
 
     Several channels: one column per channel named ``image_<modality>`` instead of ``image``
     (``image_t1,image_flair,label,subject``); the channels are in header order and the
-    modalities are the names after ``image_``. Relative paths are relative to the CSV's folder.
-    A case's id is its ``id`` column, else the (first) image file's name without extension.
+    modalities are the names after ``image_``. Or any column names, listed in ``image_columns``
+    (``[t1, t2]``: channel order; the modalities are those names). Relative paths are relative
+    to the CSV's folder. An empty image cell (a modality the case lacks) is kept as ``""``, for
+    the data audit to report. A case's id is its ``id`` column, else the (first) image file's
+    name without extension. The modalities may lie on different grids
+    (:class:`medvision.data.multimodal.LoadModalitiesd` resamples them onto the first one's).
 
     Args:
         manifest: the CSV file.
@@ -388,6 +412,8 @@ def read_csv(
         infer_label_names: read the label files to name the labels when ``label_names`` is
             ``None``; ``False`` leaves ``label_names`` empty (the data audit, which reads every
             label file anyway, names them from its cached summaries).
+        image_columns: the columns holding the image files, in channel order (``None``: ``image``
+            or the ``image_<modality>`` columns).
 
     Raises:
         MedvisionError: missing or empty manifest, missing columns, both ``image`` and
@@ -402,7 +428,7 @@ def read_csv(
         fields = list(reader.fieldnames or [])
     if not rows:
         raise MedvisionError(f"{manifest} has no rows", fix="add a header 'image,label,subject' and one row per case")
-    has_image = "image" in fields or any(c.startswith("image_") for c in fields)
+    has_image = bool(image_columns) or "image" in fields or any(c.startswith("image_") for c in fields)
     missing = ({"label"} - set(fields)) | (set() if has_image else {"image"})
     if missing:
         raise MedvisionError(
@@ -410,12 +436,12 @@ def read_csv(
             fix="the header must name 'image' (or image_<modality> per channel) and 'label' "
             "(and optionally 'subject', 'id')",
         )
-    columns, modalities = _image_columns(fields, manifest)
+    columns, modalities = _image_columns(fields, manifest, image_columns)
     records = []
     for row in rows:
-        images = [_resolve(manifest.parent, row[c] or "") for c in columns]
+        images = [_resolve(manifest.parent, row[c].strip()) if (row[c] or "").strip() else "" for c in columns]
         label = _resolve(manifest.parent, row["label"])
-        case_id = row.get("id") or Path(images[0]).name.split(".")[0]
+        case_id = row.get("id") or Path(next((f for f in images if f), label)).name.split(".")[0]
         image: str | list[str] = images[0] if len(images) == 1 else images
         records.append({"image": image, "label": label, "id": case_id, "subject": row.get("subject") or case_id})
     if require_files:
@@ -423,6 +449,53 @@ def read_csv(
     if label_names is None:
         label_names = _infer_label_names([r["label"] for r in records]) if infer_label_names else []
     return DatasetInfo(records, list(label_names), modalities, manifest.stem, str(manifest))
+
+
+def image_rows(
+    manifest: str | Path, modalities: list[str] | None = None
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The cases of a CSV manifest of images to predict: ``(modalities, [(id, files)])``.
+
+    The image columns are found for ``modalities`` (a trained model's channels, in order): the
+    column ``image_<modality>`` or ``<modality>`` (or ``image`` for a model of one channel);
+    without ``modalities``, as :func:`read_csv` finds them. No label column is needed. A file is
+    ``""`` where the cell is empty (a modality the case lacks); relative paths are relative to the
+    CSV's folder. A case's id is its ``id`` column, else its first file's name without extension.
+
+    Raises:
+        MedvisionError: missing or empty manifest, a modality without a column.
+    """
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise MedvisionError(f"manifest not found: {manifest}", fix="pass input=<file.csv>")
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        fields = list(reader.fieldnames or [])
+    if not rows:
+        raise MedvisionError(
+            f"{manifest} has no rows", fix="add a header (image columns, optionally id) and a row per case"
+        )
+    if modalities:
+        columns = []
+        for m in modalities:
+            names = (f"image_{m}", m, *(("image",) if len(modalities) == 1 else ()))
+            found = next((c for c in names if c in fields), None)
+            if found is None:
+                raise MedvisionError(
+                    f"{manifest} has no column for the modality {m!r} (looked for image_{m} and {m}; header: {fields})",
+                    fix=f"name the image columns after the model's modalities ({', '.join(modalities)}); leave a "
+                    "cell empty where a case lacks a modality",
+                )
+            columns.append(found)
+    else:
+        columns, modalities = _image_columns(fields, manifest)
+    cases = []
+    for row in rows:
+        files = [_resolve(manifest.parent, row[c].strip()) if (row[c] or "").strip() else "" for c in columns]
+        first = next((f for f in files if f), "")
+        cases.append((row.get("id") or Path(first).name.split(".")[0] or f"row_{len(cases) + 1}", files))
+    return list(modalities), cases
 
 
 def default_label_names(top: int) -> list[str]:

@@ -13,7 +13,15 @@ on the probabilities and takes the arg-max in the original grid
 training run back on their label files' grids for the test metrics).
 
 Inputs: a NIfTI file, a DICOM series (a folder of ``.dcm`` files of one Series Instance UID;
-read by MONAI's readers), a 2D image file, or a folder of those. A case that fails (unreadable, wrong
+read by MONAI's readers), a 2D image file, or a folder of those, or a CSV file listing cases
+(one column per modality, :func:`medvision.data.records.image_rows`). A model of several
+modalities reads a folder in nnU-Net's naming (``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``, one
+file per modality in the model's channel order) or a CSV row per case; the mask is written on the
+first modality's grid. A case lacking a modality (no ``<case>_000k`` file, an empty cell, a file
+that does not exist) fails with a message naming it (``missing_modalities=error``, the default), or
+with ``missing_modalities=zero`` is predicted with that channel zeroed in the network's input (after
+the preprocessing: what ``model.modality_dropout`` trains for); the summary lists what was filled.
+A case that fails (unreadable, wrong
 dimensionality, ...) is reported with its file and problem and skipped; the other cases are still written. The
 command then exits with :data:`PARTIAL_FAILURE_EXIT_CODE` (3), so that a pipeline notices; it
 exits 0 only when every case was written. Outputs never overwrite an input, and an existing
@@ -38,6 +46,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from medvision.utils.errors import MedvisionError
+from medvision.utils.privacy import Privacy
 
 #: exit status when some cases failed and every other case was written
 PARTIAL_FAILURE_EXIT_CODE = 3
@@ -54,13 +63,19 @@ class Case:
     """One input to predict: a file, or a DICOM series (a folder of ``.dcm`` files).
 
     ``image`` is what the reader gets when it is not ``path`` itself: a record's list of channel
-    files (nnU-Net's ``<case>_0000``, ``<case>_0001`` ...).
+    files (nnU-Net's ``<case>_0000``, ``<case>_0001`` ...). ``missing`` names the modalities the case
+    lacks (channel, modality, the file or cell looked for); ``filled`` are the channels zeroed after
+    the preprocessing (``missing_modalities=zero``; their files are stand-ins).
     """
 
     name: str
     path: Path
     outputs: list[Path] = field(default_factory=list)
     image: Any = None
+    missing: list[tuple[int, str, str]] = field(default_factory=list)
+    filled: list[int] = field(default_factory=list)
+    #: the case's clinical record (its row of the input CSV), for an image + clinical classifier
+    clinical: dict[str, str] | None = None
 
 
 @dataclass
@@ -86,11 +101,74 @@ def _dicom_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(DICOM_SUFFIX))
 
 
-def find_cases(source: str | Path, spatial_dims: int) -> list[Case]:
-    """The cases of ``input``: a file, a DICOM series folder, or a folder of files and series.
+def _modality(modalities: Sequence[str] | None, channel: int) -> str:
+    """How messages name a channel: its modality (``t2``), or ``channel <k>`` when unnamed."""
+    return str(modalities[channel]) if modalities and channel < len(modalities) else f"channel {channel}"
+
+
+def _csv_cases(manifest: Path, modalities: Sequence[str] | None, in_channels: int) -> list[Case]:
+    """The cases of a CSV manifest (one column per modality; empty cells and absent files are missing)."""
+    from medvision.data.records import image_rows
+
+    names, rows = image_rows(manifest, list(modalities) if modalities else None)
+    if modalities and len(names) != in_channels:
+        raise MedvisionError(
+            f"input={manifest} has {len(names)} image column(s) ({', '.join(names)}); the model takes {in_channels}",
+            fix="one column per modality of the model (image_<modality>), in its channel order",
+        )
+    cases = []
+    for case_id, files in rows:
+        missing = [(k, _modality(names, k), f or f"an empty {names[k]} cell") for k, f in enumerate(files)]
+        missing = [(k, m, what) for k, m, what in missing if not files[k] or not Path(files[k]).exists()]
+        present = [f for f in files if f and Path(f).exists()]
+        first = Path(present[0] if present else (files[0] or manifest))
+        cases.append(Case(case_id, first, image=files if len(files) > 1 else files[0], missing=missing))
+    return cases
+
+
+def _group_channel_files(cases: list[Case], modalities: Sequence[str] | None, in_channels: int) -> list[Case]:
+    """Files named ``<case>_0000``, ``<case>_0001``... (nnU-Net's naming, one file per channel) -> one case each."""
+    from medvision.data.records import channel_file
+
+    out: list[tuple[Case, dict[int, Path] | None]] = []
+    groups: dict[str, dict[int, Path]] = {}
+    for case in cases:
+        parsed = channel_file(case.name) if case.path.is_file() else None
+        if parsed is None or parsed[1] >= in_channels:
+            out.append((case, None))
+            continue
+        name, channel = parsed
+        if name not in groups:
+            groups[name] = {}
+            out.append((Case(name, case.path), groups[name]))
+        groups[name][channel] = case.path
+    for case, files in out:
+        if files is None:
+            continue
+        first = files[min(files)]
+        suffix = first.name[len(f"{case.name}_0000") :]
+        expected = [files.get(k, first.parent / f"{case.name}_{k:04d}{suffix}") for k in range(in_channels)]
+        case.path, case.image = first, [str(f) for f in expected]
+        case.missing = [(k, _modality(modalities, k), str(f)) for k, f in enumerate(expected) if k not in files]
+    return [case for case, _ in out]
+
+
+def find_cases(
+    source: str | Path, spatial_dims: int, modalities: Sequence[str] | None = None, in_channels: int = 1
+) -> list[Case]:
+    """The cases of ``input``: a file, a DICOM series folder, a folder of files and series, or a CSV file.
 
     With a 3D model a folder of ``.dcm`` files is one series (one case); with a 2D model each
-    ``.dcm`` file is a case.
+    ``.dcm`` file is a case. A model of several named modalities groups a folder's files named
+    ``<case>_0000``, ``<case>_0001``, ... (nnU-Net's naming) into one case; a CSV file lists one case
+    per row, one column per modality (``image_<modality>`` or ``<modality>``, for ``modalities``).
+    A case lacking a channel's file lists it in :attr:`Case.missing`.
+
+    Args:
+        source: ``input=``.
+        spatial_dims: the model's 2 or 3.
+        modalities: the model's channel names (``None``: unnamed).
+        in_channels: the model's input channels.
 
     Raises:
         MedvisionError: ``input`` is missing, holds nothing to predict, or two cases share a name.
@@ -100,6 +178,8 @@ def find_cases(source: str | Path, spatial_dims: int) -> list[Case]:
         raise MedvisionError(
             f"input={source} does not exist", fix="pass input=<NIfTI file | DICOM series folder | folder of cases>"
         )
+    if root.is_file() and root.name.lower().endswith(".csv"):
+        return _unique(_csv_cases(root, modalities, in_channels))
     if root.is_file():
         if not root.name.lower().endswith(SUFFIXES):
             raise MedvisionError(
@@ -126,6 +206,13 @@ def find_cases(source: str | Path, spatial_dims: int) -> list[Case]:
             f"input={source} holds no file medvision-predict reads ({', '.join(SUFFIXES)}) and no DICOM series folder",
             fix="point input= at your images",
         )
+    if modalities and len(modalities) == in_channels > 1:  # a model of several named modalities
+        cases = _group_channel_files(cases, modalities, in_channels)
+    return _unique(cases)
+
+
+def _unique(cases: list[Case]) -> list[Case]:
+    """``cases``, refusing two that would write the same output."""
     seen: dict[str, Path] = {}
     for case in cases:
         if case.name in seen:
@@ -212,14 +299,59 @@ def check_one_series(folder: Path) -> None:
 
 
 def _load_case(transform: Any, case: Case) -> dict[str, Any]:
-    """Apply the preprocessing to one case; steps that also name ``label`` run on the image alone."""
+    """Apply the preprocessing to one case; steps that also name ``label`` run on the image alone.
+
+    The channels in :attr:`Case.filled` (missing modalities, read from a stand-in file) are then
+    zeroed: 0 in the network's input, as modality dropout zeroes a channel in training.
+    """
     from monai.transforms import allow_missing_keys_mode
 
     if case.image is None and case.path.is_dir():
         check_one_series(case.path)
     image = case.image if case.image is not None else str(case.path)
     with allow_missing_keys_mode(transform):
-        return transform({"image": image, "id": case.name})
+        data = transform({"image": image, "id": case.name})
+    for channel in case.filled:
+        data["image"][channel] = 0
+    return data
+
+
+#: what ``missing_modalities=`` accepts: a case lacking a modality fails, or that channel is zeroed
+MISSING_MODALITIES: tuple[str, ...] = ("error", "zero")
+
+
+def fill_missing(cases: Sequence[Case], policy: str, in_channels: int) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Apply ``missing_modalities`` to the cases that lack a modality.
+
+    ``zero``: each missing channel reads a stand-in (the case's first present file, so every
+    preprocessing step, cropping included, sees a case of the usual shape) and is zeroed after
+    the preprocessing (:func:`_load_case`). ``error``, or a case with no modality at all: the
+    case fails with a message naming the case, the modality, the file looked for, and the fix.
+
+    Returns:
+        ``(filled, failed)``: case -> modalities filled with zeros; case -> problem.
+    """
+    filled: dict[str, list[str]] = {}
+    failed: dict[str, str] = {}
+    for case in cases:
+        if not case.missing:
+            continue
+        named = "; ".join(f"modality {m} is missing ({what})" for _, m, what in case.missing)
+        if len(case.missing) >= in_channels:
+            failed[case.name] = f"{case.name}: every modality is missing: {named}"
+        elif policy != "zero":
+            failed[case.name] = (
+                f"{case.name}: {named}. Fix: provide the file, or pass missing_modalities=zero to predict the case "
+                "with that channel zeroed (a model trained with model.modality_dropout copes with it)"
+            )
+        else:
+            files = list(case.image)
+            stand_in = str(case.path)
+            for k, _, _ in case.missing:
+                files[k] = stand_in
+            case.image, case.filled = files, [k for k, _, _ in case.missing]
+            filled[case.name] = [m for _, m, _ in case.missing]
+    return filled, failed
 
 
 def _check_dims(image: Any, spatial_dims: int, case: Case) -> None:
@@ -276,6 +408,9 @@ def case_probabilities(members: Sequence[Member], case: Case, device: Any) -> tu
         data = _load_case(member.transform, case)
         image = data["image"]
         _check_dims(image, member.spatial_dims, case)
+        in_channels = int(member.module.hparams.get("in_channels", image.shape[0]))
+        if image.shape[0] != in_channels:
+            raise ValueError(f"{case.path} gives {image.shape[0]} channel(s); the model takes {in_channels}")
         with torch.no_grad():
             probs = member.module.predict_step({"image": image[None].to(device)}, 0)[0].float().cpu()
         inverted = to_original_grid(probs, data, member.transform).as_tensor().numpy().astype(np.float32)
@@ -316,6 +451,8 @@ def classify_case(members: Sequence[Member], case: Case, device: Any) -> list[fl
     """Class (or label) probabilities of one case, averaged over the members."""
     import torch
 
+    from medvision.inference.clinical import clinical_input, takes_clinical
+
     total: list[float] | None = None
     for member in members:
         module = member.module
@@ -326,29 +463,73 @@ def classify_case(members: Sequence[Member], case: Case, device: Any) -> list[fl
         if image.shape[0] != in_channels:
             raise ValueError(f"{case.path} has {image.shape[0]} channels; the model takes {in_channels}")
         _check_dims(image, member.spatial_dims, case)
+        batch = {"image": torch.as_tensor(image)[None].float().to(device)}
+        if case.clinical is not None and takes_clinical(module):  # the record, with the training statistics
+            batch["clinical"] = clinical_input(module, case).to(device)
         with torch.no_grad():
-            scores = module.predict_step({"image": torch.as_tensor(image)[None].float().to(device)}, 0)
+            scores = module.predict_step(batch, 0)
         values = [float(v) for v in scores[0].cpu().tolist()]
         total = values if total is None else [a + b for a, b in zip(total, values, strict=True)]
     assert total is not None
     return [v / len(members) for v in total]
 
 
-def probabilities_csv(rows: Sequence[tuple[Case, list[float]]], label_names: Sequence[str], task: str) -> str:
-    """CSV text: ``case,input,predicted,p_<label>...`` (multi-label: ``;``-joined positives at 0.5)."""
+def probabilities_csv(
+    rows: Sequence[tuple[Case, list[float]]], label_names: Sequence[str], task: str, privacy: Privacy | None = None
+) -> str:
+    """CSV text: ``case,input,predicted,p_<label>...`` (multi-label: ``;``-joined positives at 0.5).
+
+    ``privacy`` (``privacy.log_ids``): ``case`` is the case's name, its pseudonym, or its number
+    (``none``); ``input`` its path, or ``<private:...>``.
+    """
     import csv
     import io
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["case", "input", "predicted", *(f"p_{name}" for name in label_names)])
-    for case, probs in rows:
+    for k, (case, probs) in enumerate(rows):
         if task == "multilabel":
             predicted = ";".join(n for n, p in zip(label_names, probs, strict=True) if p >= 0.5)
         else:
             predicted = label_names[max(range(len(probs)), key=probs.__getitem__)]
-        writer.writerow([case.name, str(case.path), predicted, *(f"{p:.6g}" for p in probs)])
+        shown = [case.name, str(case.path)]
+        if privacy is not None and privacy.active:
+            shown = [_shown_case(privacy, case.name, k), privacy.token(str(case.path))]
+        writer.writerow([*shown, predicted, *(f"{p:.6g}" for p in probs)])
     return out.getvalue()
+
+
+# ----------------------------------------------------------------------------- what outputs show
+def input_privacy(cfg: DictConfig, cases: Sequence[Case]) -> Privacy:
+    """The prediction's ``privacy`` settings (``auto``: ``pseudonym`` when an input is DICOM)."""
+    from medvision.data.privacy import dicom_files
+
+    node = cfg.get("privacy")
+    return Privacy.from_config(node, from_dicom=any(dicom_files(c.path) for c in cases))
+
+
+def _shown_case(privacy: Privacy, name: str, number: int) -> str:
+    """A case as the CSV and summary show it: its name, its pseudonym, or ``case_<number>`` (``none``)."""
+    shown = privacy.case_id(name)
+    return shown if shown is not None else f"case_{number:04d}"
+
+
+def shown_summary(summary: dict[str, Any], cases: Sequence[Case], cfg: DictConfig, privacy: Privacy) -> dict[str, Any]:
+    """``predict_summary.json``'s content with case names and input paths as ``privacy`` shows them."""
+    if not privacy.active:
+        return summary
+    number = {c.name: k for k, c in enumerate(cases)}
+    name = lambda case: _shown_case(privacy, case, number.get(case, len(number)))  # noqa: E731
+    paths = [str(cfg.input), str(Path(cfg.input).expanduser().resolve())] + [str(c.path) for c in cases]
+    out = dict(summary)
+    out["input"] = privacy.token(str(cfg.input))
+    out["written"] = {name(c): [privacy.token(f) for f in files] for c, files in summary["written"].items()}
+    out["kept"] = [name(c) for c in summary["kept"]]
+    out["failed"] = {name(c): privacy.scrub(message, paths) for c, message in summary["failed"].items()}
+    if "filled" in summary:
+        out["filled"] = {name(c): value for c, value in summary["filled"].items()}
+    return out
 
 
 # ----------------------------------------------------------------------------- the command
@@ -361,6 +542,8 @@ class PredictionSummary:
     csv: str | None = None
     #: cases whose outputs were complete already (``continue=true``): kept, not predicted again
     kept: list[str] = field(default_factory=list)
+    #: cases predicted with missing modalities zeroed (``missing_modalities=zero``): case -> modalities
+    filled: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -410,7 +593,9 @@ def _plan_outputs(cases: list[Case], output: Path, problem: str, cfg: DictConfig
     """
     from medvision.utils.io import refuse_input_as_output
 
-    inputs = [c.path for c in cases]
+    inputs = [c.path for c in cases] + [
+        Path(f) for c in cases if isinstance(c.image, (list, tuple)) for f in c.image if f
+    ]
     refuse_input_as_output(output, [cfg.input, *inputs], what="output")
     csv_path = None
     if problem == "segmentation":
@@ -492,6 +677,7 @@ def predict(cfg: DictConfig) -> PredictionSummary:
         MedvisionError: a usage problem found before any case is predicted (no checkpoint, no
             input, outputs that exist or are inputs, an ensemble of different problems).
     """
+    from medvision.inference.clinical import attach_clinical, takes_clinical
     from medvision.utils.io import atomic_write_json, atomic_write_text
 
     for key in ("ckpt_path", "input", "output"):
@@ -504,39 +690,67 @@ def predict(cfg: DictConfig) -> PredictionSummary:
         from medvision.utils.printing import print_config_tree
 
         print_config_tree(cfg)
+    policy = str(cfg.get("missing_modalities") or "error")
+    if policy not in MISSING_MODALITIES:
+        raise MedvisionError(
+            f"missing_modalities={policy!r} is not one of {', '.join(MISSING_MODALITIES)}",
+            fix="missing_modalities=error (a case lacking a modality fails) or missing_modalities=zero "
+            "(that channel is zeroed)",
+        )
     members, postprocessing = load_members(cfg)
     problem, spatial_dims = members[0].problem, members[0].spatial_dims
-
-    cases = find_cases(cfg.input, spatial_dims)
+    hparams = members[0].module.hparams
+    in_channels = int(hparams.get("in_channels", 1))
+    # the model's channel names (segmenters keep them); else the columns its training read
+    modalities = hparams.get("modalities") or OmegaConf.select(members[0].run_cfg, "data.image_columns", default=None)
+    cases = find_cases(cfg.input, spatial_dims, modalities, in_channels)
+    privacy = input_privacy(cfg, cases)  # what the CSV and the summary show of the cases
+    if any(takes_clinical(m.module) for m in members):  # each case's clinical record: its row of the CSV
+        number = {c.name: k for k, c in enumerate(cases)}
+        attach_clinical(cases, cfg.input, members, shown=lambda name: _shown_case(privacy, name, number[name]))
+    privacy.scrub_hydra_files(cfg.paths.output_dir, {"input": str(cfg.input)})  # .hydra/ names the input
     output = Path(cfg.output).expanduser()
     csv_path, complete = _plan_outputs(cases, output, problem, cfg)
     output.mkdir(parents=True, exist_ok=True)
     kept = [c.name for c in complete]
     todo = [c for c in cases if c.name not in set(kept)]
+    filled, unusable = fill_missing(todo, policy, in_channels)
+    _report_filled(filled, members)
+    todo = [c for c in todo if c.name not in unusable]
     device = _device(cfg.device)
     for m in members:
         m.module.to(device)
     rows, failed = _predict_cases(cfg, members, todo, problem, postprocessing)
+    failed = {**unusable, **failed}
     written = {c.name: [str(p) for p in c.outputs] for c in todo if c.name not in failed}
     module = members[0].module
     if csv_path is not None and rows:
         atomic_write_text(
-            csv_path, probabilities_csv(rows, list(module.label_names), getattr(module, "task", "multiclass"))
+            csv_path,
+            probabilities_csv(rows, list(module.label_names), getattr(module, "task", "multiclass"), privacy),
         )
-    summary = PredictionSummary(written, failed, str(csv_path) if csv_path is not None and rows else None, kept)
+    filled = {case: names for case, names in filled.items() if case in written}
+    summary = PredictionSummary(written, failed, str(csv_path) if csv_path is not None and rows else None, kept, filled)
     if cfg.get("summary"):
         atomic_write_json(
             cfg.summary,
-            {
-                "members": [str(m.path) for m in members],
-                "tta": cfg.get("tta"),
-                "postprocessing": postprocessing,
-                "input": str(cfg.input),
-                "output": str(output),
-                "written": written,
-                "kept": kept,
-                "failed": failed,
-            },
+            shown_summary(
+                {
+                    "members": [str(m.path) for m in members],
+                    "tta": cfg.get("tta"),
+                    "postprocessing": postprocessing,
+                    "input": str(cfg.input),
+                    "output": str(output),
+                    "written": written,
+                    "kept": kept,
+                    "failed": failed,
+                    "missing_modalities": policy,
+                    "filled": filled,
+                },
+                cases,
+                cfg,
+                privacy,
+            ),
         )
     _print_summary(summary, len(cases), output)
     return summary
@@ -572,6 +786,28 @@ def _predict_cases(
                 raise
             failed[case.name] = f"{case.path}: {_root_cause(err)}"
     return rows, failed
+
+
+def _report_filled(filled: dict[str, list[str]], members: Sequence[Member]) -> None:
+    """Say which modality of which case is zeroed, and warn when a model never saw a zeroed channel."""
+    if not filled:
+        return
+    from rich.markup import escape
+
+    console = _console()
+    for name, modalities in filled.items():
+        console.print(
+            f"[yellow]filled[/] {escape(name)}: {escape(', '.join(modalities))} missing, zeroed "
+            "(missing_modalities=zero)",
+            highlight=False,
+        )
+    untrained = [m.path for m in members if not float(m.module.hparams.get("modality_dropout", 0) or 0)]
+    for path in untrained:
+        console.print(
+            f"[yellow]warning[/] {escape(str(path))} was trained without modality dropout "
+            "(model.modality_dropout=0): a zeroed modality is new to it and may spoil its predictions",
+            highlight=False,
+        )
 
 
 def _console() -> Any:

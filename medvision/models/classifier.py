@@ -73,21 +73,25 @@ class ClassifierModule(MedvisionModule):
         """Logits (B, C) of an image batch."""
         return self.net(x)
 
+    def logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Logits (B, C) of a batch (the steps call this; a module with more inputs than the image overrides it)."""
+        return self(_plain(batch["image"]))
+
     def _target(self, batch: dict[str, Any]) -> torch.Tensor:
         label = _plain(batch["label"])
         return label.float() if self.task == "multilabel" else label.long().reshape(-1)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        image = _plain(batch["image"])
-        loss = self.loss_fn(self(image), self._target(batch))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0])
+        target = self._target(batch)
+        loss = self.loss_fn(self.logits(batch), target)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=target.shape[0])
         return loss
 
     def _evaluate(self, batch: dict[str, Any], metrics: ClassificationMetrics, prefix: str) -> torch.Tensor:
         """Log the loss, add the batch to ``metrics``; the logits."""
-        image, target = _plain(batch["image"]), self._target(batch)
-        logits = self(image)
-        self.log(f"{prefix}/loss", self.loss_fn(logits, target), batch_size=image.shape[0], sync_dist=True)
+        target = self._target(batch)
+        logits = self.logits(batch)
+        self.log(f"{prefix}/loss", self.loss_fn(logits, target), batch_size=target.shape[0], sync_dist=True)
         metrics.update(logits, target)
         return logits
 
@@ -112,7 +116,7 @@ class ClassifierModule(MedvisionModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
         """Class probabilities (softmax) or label probabilities (sigmoid)."""
-        return self.val_metrics.scores(self(_plain(batch["image"])))
+        return self.val_metrics.scores(self.logits(batch))
 
     def _log_epoch(self, metrics: ClassificationMetrics, prefix: str) -> None:
         values = metrics.compute(prefix)  # syncs across ranks: called on every rank

@@ -22,8 +22,9 @@ from medvision.utils.errors import MedvisionError
 #: ``ckpt_path`` values Lightning resolves itself (no file to check beforehand)
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 #: what a model must know of its data, stored in the checkpoint's hyperparameters
-#: (the keys of the DataModules' ``model_kwargs()``)
-DATA_KWARGS: tuple[str, ...] = ("label_names", "in_channels", "task", "spatial_dims")
+#: (the keys of the DataModules' ``model_kwargs()``; ``clinical``: the fusion classifier's fitted
+#: clinical encoding, :mod:`medvision.data.clinical`; ``modalities``: the names of the input channels)
+DATA_KWARGS: tuple[str, ...] = ("label_names", "in_channels", "task", "spatial_dims", "clinical", "modalities")
 _FIX_OTHER_RUN = "use a checkpoint of a run of this model and network, or start a new run without ckpt_path"
 
 

@@ -36,6 +36,8 @@ from torch import nn
 from medvision.metrics.segmentation import SegmentationMetrics
 from medvision.models.base import MedvisionModule
 from medvision.models.base import plain as _plain
+from medvision.models.modality_dropout import drop_modalities
+from medvision.utils.errors import MedvisionError
 
 
 def _spacing(image: torch.Tensor) -> list[float] | None:
@@ -61,6 +63,12 @@ class SegmenterModule(MedvisionModule):
         inferer: sliding-window settings: ``roi_size``, ``sw_batch_size``, ``overlap``, ``mode``.
         val_hd95: also compute HD95 during validation (always computed at test).
         scheduler_interval: ``epoch`` or ``step``.
+        modality_dropout: during training only, each input channel of each sample is zeroed with
+            this probability, never all channels of a sample (:mod:`medvision.models.modality_dropout`),
+            so that the model copes with a modality missing at prediction
+            (``medvision-predict missing_modalities=zero``). 0: off; no effect on one channel.
+        modalities: the name of each input channel (from the data; ``medvision-predict`` matches a
+            CSV's columns and names missing modalities by them).
     """
 
     #: the problem this module solves (:func:`medvision.models.loading.problem_of`)
@@ -88,8 +96,17 @@ class SegmenterModule(MedvisionModule):
         inferer: dict[str, Any] | None = None,
         val_hd95: bool = False,
         scheduler_interval: str = "epoch",
+        modality_dropout: float = 0.0,
+        modalities: Sequence[str] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, monitor="val/dice_mean")
+        if not 0.0 <= float(modality_dropout) < 1.0:
+            raise MedvisionError(
+                f"model.modality_dropout={modality_dropout} is not a probability in [0, 1)",
+                fix="model.modality_dropout=0.25 (each input channel zeroed with that chance in training; 0: off)",
+            )
+        self.modality_dropout = float(modality_dropout)
+        self.modalities = [str(m) for m in modalities] if modalities else None
         self.save_hyperparameters(logger=False, ignore=["net", "loss", "optimizer", "scheduler"])
         self.label_names = list(label_names)
         self.net = net(in_channels=in_channels, out_channels=len(self.label_names))
@@ -125,6 +142,7 @@ class SegmenterModule(MedvisionModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         image, label = _plain(batch["image"]), _plain(batch["label"])
+        image = drop_modalities(image, self.modality_dropout)
         loss = self.loss_fn(self(image), label)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0])
         return loss

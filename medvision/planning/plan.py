@@ -132,40 +132,44 @@ def intensity_transform(norms: list[rules.Normalisation]) -> dict[str, Any] | No
     -> ``NormalizeIntensityd`` (``nonzero`` = use_mask, channel-wise); ``ct`` -> one
     ``ScaleIntensityRanged`` (clip to the percentiles and map linearly: exactly the clip then
     z-score); ``rescale`` -> ``ScaleIntensityd`` to 0..1; ``rgb`` -> /255; ``none`` -> no step.
+    Channels that need different schemes (a CT beside an MR, or several CT channels with their own
+    statistics) -> :class:`medvision.data.multimodal.ChannelIntensityd` with the same step per
+    channel, as a MONAI array transform.
     """
-    from medvision.utils.errors import MedvisionError
-
     schemes = {n.scheme for n in norms}
     if len(schemes) > 1 or (schemes == {"ct"} and len(norms) > 1) or len({n.use_mask for n in norms}) > 1:
-        raise MedvisionError(
-            f"the channels need different normalisations ({[n.scheme for n in norms]}); the planner makes one",
-            fix="set data.transforms.load.intensity=<a MONAI transform> yourself (it is then not planned)",
-        )
-    norm = norms[0]
-    if norm.scheme == "zscore":
         return {
-            "_target_": "monai.transforms.NormalizeIntensityd",
+            "_target_": "medvision.data.multimodal.ChannelIntensityd",
             "keys": ["image"],
-            "nonzero": norm.use_mask,
-            "channel_wise": True,
+            "channels": [_scheme_transform(n, None) for n in norms],
         }
-    if norm.scheme == "ct":
+    return _scheme_transform(norms[0], ["image"])
+
+
+def _scheme_transform(norm: rules.Normalisation, keys: list[str] | None) -> dict[str, Any] | None:
+    """One scheme's MONAI transform: the dict transform on ``keys``, or (``None``) the array transform."""
+    target = "monai.transforms.{}d" if keys is not None else "monai.transforms.{}"
+    step: dict[str, Any]
+    if norm.scheme == "zscore":
+        step = {"_target_": target.format("NormalizeIntensity"), "nonzero": norm.use_mask, "channel_wise": True}
+    elif norm.scheme == "ct":
         assert norm.clip is not None and norm.mean is not None and norm.std is not None
         low, high = norm.clip
-        return {
-            "_target_": "monai.transforms.ScaleIntensityRanged",
-            "keys": ["image"],
+        step = {
+            "_target_": target.format("ScaleIntensityRange"),
             "a_min": low,
             "a_max": high,
             "b_min": (low - norm.mean) / norm.std,
             "b_max": (high - norm.mean) / norm.std,
             "clip": True,
         }
-    if norm.scheme == "rescale":
-        return {"_target_": "monai.transforms.ScaleIntensityd", "keys": ["image"], "minv": 0.0, "maxv": 1.0}
-    if norm.scheme == "rgb":
-        return {"_target_": "monai.transforms.ScaleIntensityd", "keys": ["image"], "minv": None, "factor": -1 + 1 / 255}
-    return None
+    elif norm.scheme == "rescale":
+        step = {"_target_": target.format("ScaleIntensity"), "minv": 0.0, "maxv": 1.0}
+    elif norm.scheme == "rgb":
+        step = {"_target_": target.format("ScaleIntensity"), "minv": None, "factor": -1 + 1 / 255}
+    else:
+        return None
+    return {"_target_": step.pop("_target_"), **({"keys": keys} if keys is not None else {}), **step}
 
 
 def filters(base: int, stages: int) -> list[int]:

@@ -1,7 +1,9 @@
 """Dataset sources: each writes a real Medical Segmentation Decathlon folder once, atomically.
 
 A source is a small object with ``name``, ``params()`` and ``write(folder)``. The DataModule
-calls :func:`prepare` on first use; later runs find the folder ready.
+calls :func:`prepare` on first use; later runs find the folder ready. A source whose folder is
+no MSD folder (images and a CSV manifest: :mod:`medvision.data.sources.synthetic_fusion`) names
+the file that marks it written in ``manifest_name``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ def prepare(source: DatasetSource, root: str | Path) -> Path:
     root = Path(root)
     stamp = {"source": source.name, "params": source.params()}
     marker = root / SOURCE_FILE
-    if (root / "dataset.json").is_file():
+    # the file that marks a written folder: MSD's dataset.json, or the source's own manifest (a CSV)
+    written = getattr(source, "manifest_name", "dataset.json")
+    if (root / written).is_file():
         if marker.is_file() and json.loads(marker.read_text()) != stamp:
             raise MedvisionError(
                 f"{root} was prepared by {marker.read_text().strip()}, not by {json.dumps(stamp)}",
@@ -58,7 +62,7 @@ def prepare(source: DatasetSource, root: str | Path) -> Path:
         try:
             os.rename(tmp, root)
         except OSError:
-            if not (root / "dataset.json").is_file():  # not a concurrent writer: a real failure
+            if not (root / written).is_file():  # not a concurrent writer: a real failure
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
