@@ -279,7 +279,12 @@ def test_mapping_must_stay_outside_out_and_a_key_is_needed(identified: dict, tmp
     )
     assert proc.returncode == 2 and proc.stdout.count("medvision error:") == 1, proc.stdout
     assert "inside OUT" in proc.stdout and not (tmp_path / "out").exists()
-    no_key = {"MEDVISION_PRIVACY_KEY": "", "MEDVISION_PRIVACY_KEY_FILE": ""}
+    # no key named, and no default key file (an empty config folder)
+    no_key = {
+        "MEDVISION_PRIVACY_KEY": "",
+        "MEDVISION_PRIVACY_KEY_FILE": "",
+        "XDG_CONFIG_HOME": str(tmp_path / "no_config"),
+    }
     proc = run_cli(
         "medvision-data", ["deidentify", str(identified["root"]), str(tmp_path / "out")], tmp_path, env=no_key
     )

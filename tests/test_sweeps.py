@@ -258,6 +258,7 @@ def _stand_in_launcher(fail: dict[int, BaseException | None], calls: list[tuple[
 
 
 def test_batches_start_at_their_trial_number_and_failures_are_told(tmp_path: Path) -> None:
+    import matplotlib
     from hydra.errors import ConfigCompositionException
 
     from medvision.workflows.optuna_sweep import OptunaSearch
@@ -271,6 +272,7 @@ def test_batches_start_at_their_trial_number_and_failures_are_told(tmp_path: Pat
 
     calls: list[tuple[int, int]] = []
     launch = _stand_in_launcher({4: RuntimeError("CUDA out of memory"), 5: None}, calls)
+    before = dict(matplotlib.rcParams)
     search = OptunaSearch(
         sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 0},
         direction="maximize",
@@ -287,6 +289,12 @@ def test_batches_start_at_their_trial_number_and_failures_are_told(tmp_path: Pat
     assert (results["n_complete"], results["n_failed"]) == (4, 3), results
     assert results["best_trial"] in (0, 2, 3, 6) and 0 <= results["best_value"] <= 1
     assert (tmp_path / "optimization_results.yaml").is_file() and (tmp_path / "param_importances.png").is_file()
+    # Optuna's plots set a pyplot style of their own: the trials after them keep medvision's pictures
+    changed = {k for k, v in matplotlib.rcParams.items() if str(before.get(k)) != str(v)} - {
+        "backend",
+        "backend_fallback",
+    }
+    assert not changed, sorted(changed)[:10]
 
 
 def test_a_search_whose_every_trial_fails_ends_in_an_error(tmp_path: Path) -> None:

@@ -208,13 +208,15 @@ def draw_pictures(study: optuna.Study, sweep_dir: Path) -> dict[str, str]:
     else:
         status[IMPORTANCE_PICTURE] = f"not drawn: parameter importances need 2 complete trials ({len(complete)})"
     for name, plot in plots:
-        with warnings.catch_warnings():
+        # Optuna's plots switch pyplot to its "ggplot" style; rc_context puts the settings back, so
+        # the pictures of the trials that run after (in this process) keep medvision's look
+        with warnings.catch_warnings(), plt.rc_context():
             warnings.simplefilter("ignore", ExperimentalWarning)
             axes = plot()
-        figure = axes.figure
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
+            figure = axes.figure
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+            plt.close(figure)
         atomic_write_bytes(sweep_dir / name, buffer.getvalue())
         status[name] = "written"
     return status
