@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from medvision.utils.config import CHECKPOINT_CONFIG_KEY, config_dir, resolved_container
+from medvision.utils.config import CHECKPOINT_CONFIG_KEY, config_dir, flatten, resolved_container
 from medvision.utils.errors import MedvisionError
 
 #: ``ckpt_path`` values Lightning resolves itself (no file to check beforehand)
@@ -116,15 +116,6 @@ def _choices(group: str, target: str) -> list[str]:
     )
 
 
-def _flat(node: Any, prefix: str) -> dict[str, Any]:
-    if isinstance(node, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}.{key}"))
-        return out
-    return {prefix: node}
-
-
 def check_checkpoint_weights(
     checkpoint: Mapping[str, Any], ckpt_path: str | Path, model: Any, config: Mapping[str, Any]
 ) -> None:
@@ -158,8 +149,8 @@ def check_checkpoint_weights(
         parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
     saved = checkpoint.get(CHECKPOINT_CONFIG_KEY) or {}
     before, now = (
-        _flat(saved.get("model", {}).get("net", {}), "model.net"),
-        _flat(config.get("model", {}).get("net", {}), "model.net"),
+        flatten(saved.get("model", {}).get("net", {}), "model.net"),
+        flatten(config.get("model", {}).get("net", {}), "model.net"),
     )
     differ = [
         f"{k}: {before.get(k, '(unset)')!r} in the checkpoint, {now.get(k, '(unset)')!r} here"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
         node: a plain config container (``resolved_container``, a loaded ``config_resolved.yaml``).
         prefix: the dotted key of ``node`` itself (``""`` for the root).
     """
-    if isinstance(node, dict) and (node or not prefix):
+    if isinstance(node, Mapping) and (node or not prefix):
         out: dict[str, Any] = {}
         for key, value in node.items():
             out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
