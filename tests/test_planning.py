@@ -93,7 +93,7 @@ def test_plan_command_writes_an_experiment_that_trains_unchanged(tmp_path: Path,
     pixdim = values["data.transforms.pixdim"]
     assert pixdim[0] == pytest.approx(pixdim[1]) and pixdim[2] > 3 * pixdim[0]
     assert min(s[2] for s in spacings) <= pixdim[2] < float(np.median([s[2] for s in spacings]))
-    assert values["data.transforms.load.intensity"]["_target_"] == "monai.transforms.ScaleIntensityRanged"
+    assert values["data.transforms.load.intensity"]["_target_"] == "medvision.data.intensity.ClipZScored"
 
     run_dir = tmp_path / "run"
     train = _run(

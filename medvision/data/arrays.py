@@ -13,12 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from medvision.data.base import CacheMode, MedvisionDataModule
+from medvision.data.base import MedvisionDataModule
 from medvision.data.loaders import LoaderKind
+from medvision.utils.errors import MedvisionError
+from medvision.utils.validate import choices_of
+
+#: what ``data.cache`` chooses for array data: ``preprocessed`` (memory-mapped entries of cases
+#: read from files) is not offered: the arrays are in memory already, one ``.npy`` file per small
+#: image would only add file system work
+ArrayCacheMode = Literal["none", "memory", "disk"]
 
 if TYPE_CHECKING:
     from medvision.augment.mixing import TrainingSplit
@@ -84,7 +91,8 @@ class ArrayClassificationDataModule(MedvisionDataModule):
         balanced_sampler: draw training samples with probability inversely proportional to
             their class frequency (single-label tasks; epochs keep their length).
         cache: ``none``, ``memory`` (``CacheDataset``: the deterministic transforms once) or
-            ``disk`` (``PersistentDataset`` in ``cache_dir``).
+            ``disk`` (``PersistentDataset`` in ``cache_dir``); not ``preprocessed`` (volumes read
+            from files only).
         cache_dir: folder of the disk cache.
         imbalance: ``{class, keep, seed}``: keep only this fraction of one class's training
             samples (an imbalanced task made on purpose; :mod:`medvision.augment.imbalance`).
@@ -104,7 +112,7 @@ class ArrayClassificationDataModule(MedvisionDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         balanced_sampler: bool = False,
-        cache: CacheMode = "none",
+        cache: ArrayCacheMode = "none",
         cache_dir: str | Path | None = None,
         loader: LoaderKind = "torch",
         imbalance: Mapping[str, Any] | None = None,
@@ -121,6 +129,13 @@ class ArrayClassificationDataModule(MedvisionDataModule):
             cache=cache,
             cache_dir=cache_dir,
         )
+        if cache not in choices_of(ArrayCacheMode):
+            valid = ", ".join(choices_of(ArrayCacheMode))
+            raise MedvisionError(
+                f"data.cache={cache!r} is for volumes read from files; {type(self).__name__} holds its images "
+                f"as arrays in memory (data.cache: one of {valid})",
+                fix="set data.cache=memory (or none, disk)",
+            )
         self.as_rgb = as_rgb
         self.balanced_sampler = balanced_sampler
         # read (and checked) when the training split is first composed, not here: an error raised

@@ -9,8 +9,10 @@ this class owns the rest, the same way for volumes and arrays:
 - transforms: ``{"load": ..., "augment": ...}`` of the config (:mod:`medvision.data.transforms`);
   ``load`` is the deterministic preprocessing (cached), ``augment`` the random augmentation
   (training only);
-- caching: ``data.cache`` ``none`` | ``memory`` | ``disk`` -> MONAI's ``Dataset`` |
-  ``CacheDataset`` | ``PersistentDataset``;
+- caching: ``data.cache`` ``none`` | ``memory`` | ``disk`` | ``preprocessed`` -> MONAI's ``Dataset`` |
+  ``CacheDataset`` | ``PersistentDataset`` | :class:`~medvision.data.preprocessed.PreprocessedDataset`
+  (each case's ``load`` result stored once as ``.npy`` arrays and read memory-mapped, shared by
+  every worker and DDP rank; filled by :meth:`~MedvisionDataModule.prepare_data` before training);
 - samplers (:mod:`medvision.data.sampling`): the training epoch a function of the run's seed and
   the epoch (:class:`~medvision.data.sampling.EpochSampler`), validation and test each case once
   over all DDP ranks (:func:`~medvision.data.sampling.eval_sampler`);
@@ -20,6 +22,7 @@ this class owns the rest, the same way for volumes and arrays:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -29,7 +32,7 @@ import lightning.pytorch as pl
 from medvision.data.loaders import LoaderKind, check_loader, make_loader
 from medvision.data.sampling import EpochSampler, SeededDataset, eval_sampler, resumed_batches
 from medvision.data.splits import SPLITS
-from medvision.data.transforms import transform_steps
+from medvision.data.transforms import transform_hash, transform_state, transform_steps
 from medvision.utils.privacy import Privacy
 from medvision.utils.validate import check_choice
 
@@ -39,8 +42,9 @@ if TYPE_CHECKING:
 
     from medvision.data.original_space import OriginalSpace
 
-#: what ``data.cache`` chooses: no cache, MONAI's ``CacheDataset`` or its ``PersistentDataset``
-CacheMode = Literal["none", "memory", "disk"]
+#: what ``data.cache`` chooses: no cache, MONAI's ``CacheDataset``, its ``PersistentDataset``, or
+#: memory-mapped ``.npy`` entries (:class:`~medvision.data.preprocessed.PreprocessedDataset`)
+CacheMode = Literal["none", "memory", "disk", "preprocessed"]
 CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 
 #: the spatial dimensions of the images (``data.spatial_dims``)
@@ -54,13 +58,7 @@ STAGE_SPLITS: dict[str, tuple[str, ...]] = {
     "predict": ("test",),
 }
 
-
-def _transform_hash(transforms: Any) -> bytes:
-    """The disk cache's key of the deterministic transforms (MONAI's ``json_hashing``), versioned:
-    entries written before the cache kept metadata (``track_meta``) are not read back."""
-    from monai.data.utils import json_hashing
-
-    return json_hashing(transforms) + b"-meta"
+log = logging.getLogger(__name__)
 
 
 class MedvisionDataModule(pl.LightningDataModule):
@@ -80,9 +78,12 @@ class MedvisionDataModule(pl.LightningDataModule):
         loader: the training loader: ``torch`` (MONAI's ``DataLoader``) or ``thread`` (the next
             batch made in a background thread; :mod:`medvision.data.loaders`). Validation and
             test always use ``torch``.
-        cache: ``none``, ``memory`` (``CacheDataset``: the deterministic transforms once) or
-            ``disk`` (``PersistentDataset`` in :meth:`cache_folder`).
-        cache_dir: folder of the disk cache (``None``: the subclass's default).
+        cache: ``none``, ``memory`` (``CacheDataset``: the deterministic transforms once),
+            ``disk`` (``PersistentDataset`` in :meth:`cache_folder`) or ``preprocessed`` (the
+            deterministic transforms once per case, stored as ``.npy`` arrays in
+            ``<cache_folder>/preprocessed`` and read memory-mapped:
+            :mod:`medvision.data.preprocessed`).
+        cache_dir: folder of the disk and preprocessed caches (``None``: the subclass's default).
         samples_per_epoch: training samples an epoch draws (``None``: each sample once); a plan
             sets it so that small datasets still make epochs of many steps.
     """
@@ -104,12 +105,19 @@ class MedvisionDataModule(pl.LightningDataModule):
         transforms = transforms or {}
         self.load_transforms = transform_steps(transforms.get("load"))
         self.augment_transforms = transform_steps(transforms.get("augment"))
+        self.cache = check_choice("data.cache", cache, CacheMode)
+        # what each transform does, taken before any runs: the key of the disk and preprocessed
+        # caches (some transforms record their last call, which must not change the key)
+        self._transform_states = (
+            [(t, transform_state(t)) for t in self.load_transforms + self.augment_transforms]
+            if self.cache in ("disk", "preprocessed")
+            else []
+        )
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.loader = check_loader(loader)
-        self.cache = check_choice("data.cache", cache, CacheMode)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         #: the datasets built by :meth:`setup`, by split
         self.datasets: dict[str, Dataset] = {}
@@ -155,7 +163,7 @@ class MedvisionDataModule(pl.LightningDataModule):
         self._privacy = value
 
     def cache_folder(self, split: str) -> Path:
-        """Folder of ``split``'s disk cache (``data.cache=disk``)."""
+        """Folder of ``split``'s disk cache (``data.cache=disk``; ``preprocessed``: its ``preprocessed`` subfolder)."""
         return (self.cache_dir or Path(".cache")) / split
 
     def sample_weights(self) -> Sequence[float] | None:
@@ -199,11 +207,18 @@ class MedvisionDataModule(pl.LightningDataModule):
 
         Args:
             samples: sample dictionaries (or records).
-            transform: the transform; ``memory`` and ``disk`` cache its deterministic prefix.
+            transform: the transform; ``memory``, ``disk`` and ``preprocessed`` cache its
+                deterministic prefix.
             split: the split the samples belong to (names the disk cache folder).
         """
         from monai.data import CacheDataset, Dataset, PersistentDataset
 
+        if self.cache == "preprocessed":
+            from medvision.data.preprocessed import PreprocessedDataset
+
+            return PreprocessedDataset(
+                samples, transform, cache_dir=self.cache_folder(split) / "preprocessed", hash_transform=self._cache_key
+            )
         if self.cache == "memory":
             return CacheDataset(samples, transform, progress=False, copy_cache=True)
         if self.cache == "disk":
@@ -216,11 +231,16 @@ class MedvisionDataModule(pl.LightningDataModule):
                 samples,
                 transform,
                 cache_dir=self.cache_folder(split),
-                hash_transform=_transform_hash,
+                hash_transform=self._cache_key,
                 track_meta=True,
                 weights_only=False,
             )
         return Dataset(samples, transform)
+
+    def _cache_key(self, transforms: Sequence[Any]) -> bytes:
+        """The disk and preprocessed caches' key of the deterministic transforms: their states
+        taken when this DataModule was built (:func:`~medvision.data.transforms.transform_hash`)."""
+        return transform_hash(transforms, self._transform_states)
 
     def dataset(self, split: str, train: bool = False) -> Dataset:
         """MONAI dataset of ``split`` with the evaluation (or, ``train``, the training) transform, cached."""
@@ -232,6 +252,54 @@ class MedvisionDataModule(pl.LightningDataModule):
         from monai.data import Dataset
 
         return Dataset(self.privacy.shown_samples(self.samples(split)), self.eval_transform())
+
+    def prepare_data(self) -> None:
+        """Lightning's hook, run by one process per node before every rank's :meth:`setup`: with
+        ``data.cache=preprocessed``, compute the missing entries of the splits of the trainer's
+        stage (:meth:`fill_cache`), so that the ranks only read them.
+
+        Called without a trainer attached (``medvision.train.build`` calls it on every rank, for
+        the data sources of subclasses), it computes nothing: each rank would preprocess every
+        case at once. A subclass that overrides it calls ``super().prepare_data()``.
+        """
+        if self.cache != "preprocessed" or self.trainer is None:
+            return
+        stage = getattr(self.trainer.state, "fn", None)
+        self.fill_cache(STAGE_SPLITS.get(str(getattr(stage, "value", stage) or ""), SPLITS))
+
+    def fill_cache(self, splits: Sequence[str] = SPLITS, progress: bool = True) -> dict[str, tuple[int, int]]:
+        """Compute the missing entries of ``data.cache=preprocessed`` for ``splits`` (nothing for other modes).
+
+        Shows a progress bar while more than one entry is computed, and logs one line: the
+        entries reused and computed.
+
+        Args:
+            splits: the splits whose entries are computed (``train`` through its ``load`` steps,
+                the others through :meth:`eval_transform`: the same deterministic prefix).
+            progress: show the progress bar.
+
+        Returns:
+            ``{split: (reused, computed)}``.
+        """
+        from torch.utils.data import ConcatDataset
+
+        from medvision.data.preprocessed import PreprocessedDataset
+
+        counts: dict[str, tuple[int, int]] = {}
+        if self.cache != "preprocessed":
+            return counts
+        for split in splits:
+            dataset = self.dataset(split, train=split == "train")
+            parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+            reused = computed = 0
+            for part in parts:
+                if isinstance(part, PreprocessedDataset):
+                    r, c = part.fill(progress=progress, description=f"preprocessing the {split} cases")
+                    reused, computed = reused + r, computed + c
+            counts[split] = (reused, computed)
+        reused, computed = sum(r for r, _ in counts.values()), sum(c for _, c in counts.values())
+        log.info("data.cache=preprocessed (%s): %d entries reused, %d computed", ", ".join(counts), reused, computed)
+        return counts
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (``train`` with the training transform)."""

@@ -530,7 +530,13 @@ class ClinicalDataModule(MedvisionDataModule):
 
     # ----------------------------------------------------------------- manifest, split, encoder
     def prepare_data(self) -> None:
-        """Write the synthetic dataset on first use (atomic; safe from every rank)."""
+        """Write the synthetic dataset on first use (atomic; safe from every rank); then the base's:
+        with ``data.cache=preprocessed``, under a trainer, compute the missing cache entries."""
+        self._write_source()
+        super().prepare_data()
+
+    def _write_source(self) -> None:
+        """Write the synthetic dataset (images and CSV) into ``root`` on first use."""
         if self.source is not None and self.root is not None and self.manifest is None:
             prepare(self.source, self.root)
 
@@ -544,7 +550,7 @@ class ClinicalDataModule(MedvisionDataModule):
 
     def _load(self) -> tuple[ClinicalManifest, dict[str, list[int]], ClinicalEncoder, list[str]]:
         if self._loaded is None:
-            self.prepare_data()
+            self._write_source()
             manifest = read_manifest(self.manifest_path, image_columns=self.image_columns)
             check_columns(manifest, [*self.numeric, *self.categorical])
             # ids in splits.json as privacy.log_ids shows them (a source's own ids, case_000, identify no one)

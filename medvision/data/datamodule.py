@@ -75,8 +75,10 @@ class VolumeDataModule(MedvisionDataModule):
         loader: the training loader: ``torch`` (MONAI's ``DataLoader``) or ``thread`` (the
             next batch made in a background thread; :mod:`medvision.data.loaders`). Validation
             and test volumes (no random transforms) always use ``torch``.
-        cache: ``none``, ``memory`` (``CacheDataset``) or ``disk`` (``PersistentDataset``).
-        cache_dir: folder of the disk cache.
+        cache: ``none``, ``memory`` (``CacheDataset``), ``disk`` (``PersistentDataset``) or
+            ``preprocessed`` (each case's ``load`` result stored once as ``.npy`` arrays and read
+            memory-mapped by every worker and DDP rank; :mod:`medvision.data.preprocessed`).
+        cache_dir: folder of the disk and preprocessed caches.
         samples_per_epoch: training samples an epoch draws (``null``: each case once).
         pin_memory: pin host memory (useful on GPU).
         patch_size: training patch size; the transforms and the model's sliding window refer
@@ -163,14 +165,20 @@ class VolumeDataModule(MedvisionDataModule):
 
     # ----------------------------------------------------------------- records and splits
     def prepare_data(self) -> None:
-        """Write an embedded dataset on first use (atomic; safe to call from every rank); a source that
-        writes a CSV manifest writes it into ``root`` (the manifest's folder when ``root`` is unset)."""
+        """Write an embedded dataset on first use (atomic; safe to call from every rank); then the
+        base's: with ``data.cache=preprocessed``, under a trainer, compute the missing cache entries."""
+        self._write_source()
+        super().prepare_data()
+
+    def _write_source(self) -> None:
+        """Write an embedded dataset on first use; a source that writes a CSV manifest writes it
+        into ``root`` (the manifest's folder when ``root`` is unset)."""
         if self.source is not None:
             prepare(self.source, self.root if self.root is not None else Path(str(self.manifest)).parent)
 
     def _read_manifest(self) -> DatasetInfo:
         """Every record of the manifest; with the audit on, missing files are left for it to report."""
-        self.prepare_data()
+        self._write_source()
         if self.manifest is not None:
             return read_csv(
                 self.manifest,

@@ -21,8 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from medvision.data.arrays import ArrayClassificationDataModule
-from medvision.data.base import CacheMode
+from medvision.data.arrays import ArrayCacheMode, ArrayClassificationDataModule
 from medvision.data.loaders import LoaderKind
 from medvision.data.sources.dicom_modality import (
     DEFAULT_CLASSES,
@@ -103,7 +102,7 @@ class DicomModalityDataModule(ArrayClassificationDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         balanced_sampler: bool = False,
-        cache: CacheMode = "none",
+        cache: ArrayCacheMode = "none",
         imbalance: Mapping[str, Any] | None = None,
         synthetic: Mapping[str, Any] | None = None,
         counts_report: str | None = None,

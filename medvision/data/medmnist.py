@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from medvision.data.arrays import ArrayClassificationDataModule
-from medvision.data.base import CacheMode, SpatialDims
+from medvision.data.arrays import ArrayCacheMode, ArrayClassificationDataModule
+from medvision.data.base import SpatialDims
 from medvision.data.loaders import LoaderKind
 from medvision.data.medmnist_info import MedMNISTFlag, MedMNISTInfo, MedMNISTSize, medmnist_info
 from medvision.data.splits import SPLITS
@@ -156,7 +156,7 @@ class MedMNISTDataModule(ArrayClassificationDataModule):
         pin_memory: bool = False,
         balanced_sampler: bool = False,
         download: bool = False,
-        cache: CacheMode = "none",
+        cache: ArrayCacheMode = "none",
         cache_dir: str | None = None,
         spatial_dims: SpatialDims | None = None,
         imbalance: Mapping[str, Any] | None = None,

@@ -130,8 +130,9 @@ def intensity_transform(norms: list[rules.Normalisation]) -> dict[str, Any] | No
 
     One scheme for all channels (per-channel statistics where the scheme has them): ``zscore``
     -> ``NormalizeIntensityd`` (``nonzero`` = use_mask, channel-wise); ``ct`` -> one
-    ``ScaleIntensityRanged`` (clip to the percentiles and map linearly: exactly the clip then
-    z-score); ``rescale`` -> ``ScaleIntensityd`` to 0..1; ``rgb`` -> /255; ``none`` -> no step.
+    :class:`medvision.data.intensity.ClipZScored` (clip to the percentiles, then z-score; MONAI's
+    ``ScaleIntensityRanged`` computes the same in more passes); ``rescale`` -> ``ScaleIntensityd``
+    to 0..1; ``rgb`` -> /255; ``none`` -> no step.
     Channels that need different schemes (a CT beside an MR, or several CT channels with their own
     statistics) -> :class:`medvision.data.multimodal.ChannelIntensityd` with the same step per
     channel, as a MONAI array transform.
@@ -156,12 +157,11 @@ def _scheme_transform(norm: rules.Normalisation, keys: list[str] | None) -> dict
         assert norm.clip is not None and norm.mean is not None and norm.std is not None
         low, high = norm.clip
         step = {
-            "_target_": target.format("ScaleIntensityRange"),
-            "a_min": low,
-            "a_max": high,
-            "b_min": (low - norm.mean) / norm.std,
-            "b_max": (high - norm.mean) / norm.std,
-            "clip": True,
+            "_target_": "medvision.data.intensity.ClipZScore" + ("d" if keys is not None else ""),
+            "low": low,
+            "high": high,
+            "mean": norm.mean,
+            "std": norm.std,
         }
     elif norm.scheme == "rescale":
         step = {"_target_": target.format("ScaleIntensity"), "minv": 0.0, "maxv": 1.0}

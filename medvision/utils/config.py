@@ -41,7 +41,22 @@ def config_dir() -> Path:
 #: MONAI's DICOM reader try a GPU decoder plugin and log (WARNING) and warn that it is not there,
 #: on machines that read no DICOM at all; pydicom's own decoders are used, nothing to act on.
 #: ``mlflow``: ``logger=mlflow`` creating its SQLite store logs each table migration at INFO.
-QUIET_LOGGERS: dict[str, int] = {"alembic": 30, "mlflow": 30, "monai.data.nvimgcodec_pydicom_plugin": 40}
+#: ``LoadImage``: a file that is not NIfTI, refused by medvision's NIfTI reader, is read by MONAI's
+#: other readers after an INFO line saying so (:mod:`medvision.data.nifti`).
+QUIET_LOGGERS: dict[str, int] = {
+    "alembic": 30,
+    "mlflow": 30,
+    "monai.data.nvimgcodec_pydicom_plugin": 40,
+    "LoadImage": 30,
+}
+
+
+class _DropAdverts:
+    """A logging filter dropping Lightning's advertisement (since 2.6: "Tip: ... try installing
+    litlogger", at every ``Trainer``), keeping its other messages (devices, strategy, ...)."""
+
+    def filter(self, record: Any) -> bool:
+        return "litlogger" not in str(record.msg)
 
 
 def quiet_library_loggers() -> None:
@@ -52,6 +67,9 @@ def quiet_library_loggers() -> None:
 
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropAdverts())
     warnings.filterwarnings(
         "ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin", category=UserWarning
     )

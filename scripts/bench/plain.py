@@ -99,6 +99,8 @@ def load_transforms(spec: SegSpec) -> list[Callable]:
         T.NormalizeIntensityd(["image"], subtrahend=[MNI_MEAN], divisor=[MNI_STD], nonzero=True, channel_wise=True),
         T.CropForegroundd(keys, source_key="image", allow_smaller=True),
         T.SpatialPadd(keys, spatial_size=spec.patch),
+        # MONAI's way of not listing the patch-centre voxels for every patch (its fast-training tutorial)
+        T.FgBgToIndicesd("label"),
         T.EnsureTyped(keys),
     ]
 
@@ -110,7 +112,14 @@ def augment_transforms(spec: SegSpec) -> list[Callable]:
     keys = ["image", "label"]
     out: list[Callable] = [
         T.RandCropByPosNegLabeld(
-            keys, label_key="label", spatial_size=spec.patch, pos=1, neg=spec.neg, num_samples=spec.num_samples
+            keys,
+            label_key="label",
+            spatial_size=spec.patch,
+            pos=1,
+            neg=spec.neg,
+            num_samples=spec.num_samples,
+            fg_indices_key="label_fg_indices",
+            bg_indices_key="label_bg_indices",
         )
     ]
     if spec.augment:

@@ -303,7 +303,15 @@ def summarise_plan(plan: Any) -> dict[str, Any]:
     node = over["data.transforms.load.intensity"] or {}
     target = str(node.get("_target_", ""))
     norm: dict[str, Any] = {}
-    if target.endswith("ScaleIntensityRanged"):  # ct: clip to [a_min, a_max], then (x - mean) / std
+    if target.endswith("ClipZScored"):  # ct: clip to [low, high], then (x - mean) / std
+        norm = {
+            "scheme": "ct",
+            "use_mask": False,
+            "clip": [node["low"], node["high"]],
+            "mean": node["mean"],
+            "std": node["std"],
+        }
+    elif target.endswith("ScaleIntensityRanged"):  # ct, as plans before ClipZScored wrote it
         std = (node["a_max"] - node["a_min"]) / (node["b_max"] - node["b_min"])
         norm = {
             "scheme": "ct",
