@@ -38,7 +38,7 @@ the default; ``tta=none``: one pass).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -389,6 +389,17 @@ def write_nifti(array: Any, affine: Any, path: Path, like: Path | None = None) -
         nib.save(image, tmp)
 
 
+def _segmenter_input(member: Member, case: Case) -> tuple[dict[str, Any], Any]:
+    """The member's preprocessed case and its image, checked against the model (dimensions, channels)."""
+    data = _load_case(member.transform, case)
+    image = data["image"]
+    _check_dims(image, member.spatial_dims, case)
+    in_channels = int(member.module.hparams.get("in_channels", image.shape[0]))
+    if image.shape[0] != in_channels:
+        raise ValueError(f"{case.path} gives {image.shape[0]} channel(s); the model takes {in_channels}")
+    return data, image
+
+
 def case_probabilities(members: Sequence[Member], case: Case, device: Any) -> tuple[Any, Any]:
     """Class probabilities of one case on its input's grid, averaged over the members.
 
@@ -405,12 +416,7 @@ def case_probabilities(members: Sequence[Member], case: Case, device: Any) -> tu
 
     total, affine = None, None
     for member in members:
-        data = _load_case(member.transform, case)
-        image = data["image"]
-        _check_dims(image, member.spatial_dims, case)
-        in_channels = int(member.module.hparams.get("in_channels", image.shape[0]))
-        if image.shape[0] != in_channels:
-            raise ValueError(f"{case.path} gives {image.shape[0]} channel(s); the model takes {in_channels}")
+        data, image = _segmenter_input(member, case)
         with torch.no_grad():
             probs = member.module.predict_step({"image": image[None].to(device)}, 0)[0].float().cpu()
         inverted = to_original_grid(probs, data, member.transform).as_tensor().numpy().astype(np.float32)
@@ -426,6 +432,103 @@ def case_probabilities(members: Sequence[Member], case: Case, device: Any) -> tu
     return total / len(members), affine
 
 
+def _metadata_only(image: Any) -> Any:
+    """An empty MetaTensor with ``image``'s metadata and recorded operations: all that inverting needs,
+    so that the image's voxels can be freed before the probabilities are put back on the input's grid."""
+    import torch
+    from monai.data import MetaTensor
+
+    return MetaTensor(torch.empty(0), meta=image.meta, applied_operations=image.applied_operations)
+
+
+def argmax_classes(arrays: Iterable[Any], num_classes: int) -> Any:
+    """``np.argmax(np.stack(arrays), 0)`` (a tie goes to the first class) as ``uint8`` (``int16`` beyond
+    256 classes), holding one running maximum instead of all classes and an ``int64`` map.
+
+    Args:
+        arrays: each class's scores, one array after the other (e.g. inverted one at a time).
+        num_classes: how many ``arrays`` there are.
+    """
+    import numpy as np
+
+    best = mask = None
+    for k, values in enumerate(arrays):
+        if best is None:
+            best = np.array(values, dtype=np.float32, copy=True)
+            mask = np.zeros(best.shape, np.uint8 if num_classes <= 256 else np.int16)
+            continue
+        greater = values > best
+        mask[greater] = k
+        np.maximum(best, values, out=best)
+        del greater
+    assert mask is not None
+    return mask
+
+
+def budgeted_case(members: Sequence[Member], case: Case, device: Any, keep_probabilities: bool) -> tuple[Any, Any, Any]:
+    """One case's mask on its input's grid within the members' ``model.inferer.memory_gb``: the mask
+    :func:`case_probabilities` and its arg-max give, with fewer full-volume copies.
+
+    The image is held compact (not as a view of the uncropped volume) and freed once predicted (the
+    inversion needs only its metadata), the classes are put back on the input's grid one at a time,
+    and the arg-max is kept as they come (:func:`argmax_classes`). An ensemble, or
+    ``keep_probabilities``, sums each member's classes into one ``(C, *original)`` array in place
+    instead. A budget that cannot hold that stage fails before the case is predicted
+    (:func:`medvision.models.inference_memory.check_inversion`).
+
+    Returns:
+        ``(mask, probabilities or None, affine)``: the mask, the ``(C, *original)`` float32
+        probabilities (``None`` for one model without ``keep_probabilities``) and the input's affine.
+    """
+    import numpy as np
+    import torch
+
+    from medvision.data.original_space import original_grid, to_original_grid
+    from medvision.models.inference_memory import check_inversion
+
+    stream = len(members) == 1 and not keep_probabilities
+    total, affine, mask = None, None, None
+    for member in members:
+        data, image = _segmenter_input(member, case)
+        data["image"] = _metadata_only(image)  # inverting needs the metadata, not the voxels
+        if image.untyped_storage().nbytes() > image.numel() * image.element_size():
+            image = image.clone()  # a cropped view would keep the whole uncropped volume alive
+        shape, grid_affine = original_grid(data["image"])
+        num_classes = len(member.module.label_names)
+        budget = member.module.memory_budget
+        if budget is not None:
+            check_inversion(budget, num_classes, image.shape[1:], shape, keep_probabilities=not stream)
+        with torch.no_grad():  # with a budget the image stays here: the windows go to the model's device
+            probs = member.module.predict_step({"image": image[None] if budget else image[None].to(device)}, 0)[0]
+        del image
+        probs = probs.float().cpu()
+        affine = grid_affine if affine is None else affine
+        channels = (
+            to_original_grid(probs[k : k + 1], data, member.transform).as_tensor().numpy()[0]
+            for k in range(num_classes)
+        )
+        if stream:
+            mask = argmax_classes(channels, num_classes)
+            continue
+        for k, channel in enumerate(channels):
+            if total is None:
+                total = np.empty((num_classes, *channel.shape), np.float32)
+            if channel.shape != total.shape[1:]:
+                raise ValueError(
+                    f"{member.path} gives probabilities of shape {(num_classes, *channel.shape)}, another member "
+                    f"{total.shape}"
+                )
+            if member is members[0]:
+                total[k] = channel
+            else:
+                total[k] += channel
+        del probs
+    if total is not None:
+        total /= len(members)
+        mask = argmax_classes(total, total.shape[0])
+    return mask, total, affine
+
+
 def segment_case(
     members: Sequence[Member],
     case: Case,
@@ -433,14 +536,22 @@ def segment_case(
     save_probabilities: bool,
     postprocessing: dict[str, Any] | None = None,
 ) -> None:
-    """Predict one case and write its mask (and probabilities) in the input's original space."""
+    """Predict one case and write its mask (and probabilities) in the input's original space.
+
+    A member with ``model.inferer.memory_gb`` (``medvision-predict inferer.memory_gb=...``) takes the
+    budgeted road (:func:`budgeted_case`): the same mask, with fewer full-volume copies.
+    """
     import numpy as np
 
     from medvision.inference.postprocess import apply_postprocessing
 
-    probabilities, original_affine = case_probabilities(members, case, device)
-    dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
-    mask = apply_postprocessing(probabilities.argmax(0).astype(dtype), postprocessing)
+    if any(getattr(m.module, "memory_budget", None) is not None for m in members):
+        mask, probabilities, original_affine = budgeted_case(members, case, device, save_probabilities)
+    else:
+        probabilities, original_affine = case_probabilities(members, case, device)
+        dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
+        mask = probabilities.argmax(0).astype(dtype)
+    mask = apply_postprocessing(mask, postprocessing)
     write_nifti(mask, original_affine, case.outputs[0], like=case.path)
     if save_probabilities:
         write_nifti(np.moveaxis(probabilities, 0, -1), original_affine, case.outputs[1], like=case.path)
@@ -569,9 +680,12 @@ def _classifier_input(cfg: DictConfig, run_cfg: DictConfig, spatial_dims: int) -
 
 
 def _root_cause(err: BaseException) -> str:
-    """``Type: first line`` of the innermost cause (MONAI wraps errors in "applying transform ...")."""
+    """``Type: first line`` of the innermost cause (MONAI wraps errors in "applying transform ..."); a
+    user mistake found in a case (:class:`MedvisionError`, e.g. a memory budget too small) keeps its fix."""
     while err.__cause__ is not None:
         err = err.__cause__
+    if isinstance(err, MedvisionError) and err.fix:
+        return f"{type(err).__name__}: {err.message} (fix: {err.fix})"
     return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
 
 
@@ -640,6 +754,7 @@ def load_members(cfg: DictConfig, command: str = "medvision-predict") -> tuple[l
     from medvision.data.transforms import tta_axes
     from medvision.inference.ensemble import check_members, member_checkpoints, read_folder
     from medvision.inference.postprocess import DECISION_FILE
+    from medvision.models.inference_memory import budget_gb
 
     paths, folder = member_checkpoints(cfg.ckpt_path)
     members: list[Member] = []
@@ -649,8 +764,10 @@ def load_members(cfg: DictConfig, command: str = "medvision-predict") -> tuple[l
     check_members([(m.path, m.problem, list(m.module.label_names)) for m in members])
     for m in members:
         if m.problem == "segmentation":
-            if cfg.get("inferer"):
-                m.module.inferer.update(OmegaConf.to_container(cfg.inferer, resolve=True))
+            if cfg.get("inferer"):  # a null (inferer.memory_gb: null) keeps the run's own setting
+                overrides = OmegaConf.to_container(cfg.inferer, resolve=True)
+                m.module.inferer.update({k: v for k, v in overrides.items() if v is not None})
+                budget_gb(m.module.inferer.get("memory_gb"))  # a bad inferer.memory_gb fails here, before any case
             augment = OmegaConf.select(m.run_cfg, "data.transforms.augment")
             try:
                 m.module.tta_axes = tta_axes(

@@ -21,6 +21,11 @@ Where the metrics are computed:
   3D) inside the sliding window; validation never does (it only picks the checkpoint).
 - a module without ``original_space`` (built directly, or on data without label files) computes
   ``test/...`` in the preprocessed space, as validation does, and logs no ``test_preprocessed/``.
+
+Memory: ``model.inferer.memory_gb`` (GiB; ``null``, the default: no bound) bounds what one image's
+sliding window holds: the window batch size and the devices of the windows and of the stitched output
+come from :func:`medvision.models.inference_memory.sliding_window_kwargs`, and the logarithm (test-time
+mirroring) and the softmax of :meth:`SegmenterModule.predict_step` are taken in place.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from medvision.metrics.segmentation import SegmentationMetrics
+from medvision.models import inference_memory
 from medvision.models.base import MedvisionModule
 from medvision.models.base import plain as _plain
 from medvision.models.modality_dropout import drop_modalities
@@ -60,7 +66,10 @@ class SegmenterModule(MedvisionModule):
         scheduler: partial LR scheduler called with ``optimizer`` (or ``None``).
         label_names: name of each label value, background first (from the data).
         in_channels: image channels (from the data).
-        inferer: sliding-window settings: ``roi_size``, ``sw_batch_size``, ``overlap``, ``mode``.
+        inferer: sliding-window settings: ``roi_size``, ``sw_batch_size``, ``overlap``, ``mode``, and
+            ``memory_gb``: a budget (GiB) for one image's inference, from which ``sw_batch_size`` (at
+            most the configured one) and the devices are set (:mod:`medvision.models.inference_memory`);
+            ``None``: no bound.
         val_hd95: also compute HD95 during validation (always computed at test).
         scheduler_interval: ``epoch`` or ``step``.
         modality_dropout: during training only, each input channel of each sample is zeroed with
@@ -112,6 +121,9 @@ class SegmenterModule(MedvisionModule):
         self.net = net(in_channels=in_channels, out_channels=len(self.label_names))
         self.loss_fn = loss
         self.inferer = dict(inferer or {})
+        inference_memory.budget_gb(self.inferer.get("memory_gb"))  # a bad value fails here, not after training
+        #: bytes one window creates in the predictor, per (window, channels, mirrored axes): traced once
+        self._window_bytes: dict[tuple[Any, ...], int] = {}
         self.val_metrics = SegmentationMetrics(self.label_names, hd95=val_hd95)
         self.test_metrics = SegmentationMetrics(self.label_names, hd95=True)
         self.test_preprocessed_metrics = SegmentationMetrics(self.label_names, hd95=False)
@@ -128,17 +140,68 @@ class SegmenterModule(MedvisionModule):
             tta: average over the flips of :attr:`tta_axes` inside each window; the result is
                 then the log of the averaged probabilities (its softmax is their mean).
         """
-        axes = self.tta_axes if tta else ()
+        predictor, axes = self._predictor(tta)
+        image = _plain(image)
+        bounded = self.window_settings(image, tta)
         out = sliding_window_inference(
-            _plain(image),
+            image,
             roi_size=self.inferer.get("roi_size"),
-            sw_batch_size=self.inferer.get("sw_batch_size", 4),
-            predictor=self.net if not axes else _MirroredPredictor(self.net, axes),
+            sw_batch_size=bounded.pop("sw_batch_size", self.inferer.get("sw_batch_size", 4)),
+            predictor=predictor,
             overlap=self.inferer.get("overlap", 0.25),
             mode=self.inferer.get("mode", "gaussian"),
+            **bounded,
         )
+        if not axes:
+            return out
         # with TTA the windows hold (and are blended as) probabilities
-        return torch.log(out.clamp_min(1e-12)) if axes else out
+        if self.memory_budget is not None:  # the same values, without two more full-volume copies
+            return out.clamp_min_(1e-12).log_()
+        return torch.log(out.clamp_min(1e-12))
+
+    def _predictor(self, tta: bool) -> tuple[nn.Module, tuple[int, ...]]:
+        """What the sliding window calls on each window batch, and the axes it mirrors."""
+        axes = tuple(self.tta_axes) if tta else ()
+        return (self.net if not axes else _MirroredPredictor(self.net, axes)), axes
+
+    @property
+    def memory_budget(self) -> float | None:
+        """``inferer.memory_gb`` in GiB, or ``None`` (no bound)."""
+        return inference_memory.budget_gb(self.inferer.get("memory_gb"))
+
+    def window_settings(self, image: torch.Tensor, tta: bool = False) -> dict[str, Any]:
+        """The sliding window's options under :attr:`memory_budget` (``{}`` without one): ``sw_batch_size``,
+        ``sw_device``, ``device`` (:func:`medvision.models.inference_memory.sliding_window_kwargs`).
+
+        Args:
+            image: ``(B, C, *spatial)``, the images about to be inferred.
+            tta: as :meth:`infer`'s (mirroring makes each window's memory larger).
+
+        Raises:
+            MedvisionError: the budget cannot hold the image's full-volume buffers and one window.
+        """
+        budget = self.memory_budget
+        if budget is None:
+            return {}
+        from monai.utils import fall_back_tuple
+
+        predictor, axes = self._predictor(tta)
+        spatial = tuple(int(s) for s in image.shape[2:])
+        roi = tuple(int(r) for r in fall_back_tuple(self.inferer.get("roi_size") or spatial, spatial))
+        key = (roi, int(image.shape[1]), axes)
+        if key not in self._window_bytes:
+            self._window_bytes[key] = inference_memory.window_activation_bytes(predictor, int(image.shape[1]), roi)
+        return inference_memory.sliding_window_kwargs(
+            spatial,
+            int(image.shape[1]),
+            len(self.label_names),
+            roi,
+            budget,
+            window_bytes=self._window_bytes[key],
+            device=self.device,
+            sw_batch_size=int(self.inferer.get("sw_batch_size", 4)),
+            images=int(image.shape[0]),
+        )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         image, label = _plain(batch["image"]), _plain(batch["label"])
@@ -152,7 +215,8 @@ class SegmenterModule(MedvisionModule):
     ) -> torch.Tensor:
         """Log the loss and add the batch to ``metrics``, in the preprocessed space; the logits."""
         image, label = batch["image"], _plain(batch["label"])
-        logits = self.infer(image, tta=tta)
+        # under a memory budget a GPU may stitch the windows in host memory: the metrics are where the label is
+        logits = self.infer(image, tta=tta).to(label.device)
         self.log(f"{prefix}/loss", self.loss_fn(logits, label), batch_size=image.shape[0], sync_dist=True)
         rows = metrics.update(logits, label, spacing=_spacing(image))
         if prefix == "test" and metrics is self.test_metrics:
@@ -187,8 +251,12 @@ class SegmenterModule(MedvisionModule):
         self._add_test_cases(batch, logits, rows)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> torch.Tensor:
-        """Class probabilities (softmax over channels) of whole images, by sliding window (with TTA)."""
-        return torch.softmax(self.infer(batch["image"], tta=True).float(), dim=1)
+        """Class probabilities (softmax over channels) of whole images, by sliding window (with TTA);
+        under :attr:`memory_budget` the softmax is taken in place."""
+        logits = self.infer(batch["image"], tta=True).float()
+        if self.memory_budget is not None:
+            return inference_memory.softmax_(logits, dim=1)
+        return torch.softmax(logits, dim=1)
 
     def _log_epoch(self, metrics: SegmentationMetrics, prefix: str) -> None:
         values = metrics.compute(prefix)  # gathers across ranks: called on every rank
