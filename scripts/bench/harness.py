@@ -252,10 +252,12 @@ def value_row(
     higher_is_better: bool = False,
     inclusive: bool = False,
     note: str = "",
+    name: str = "medvision",
 ) -> dict[str, Any]:
     """A row of one figure (median of ``values``) with an optional bound ``goal`` on it.
 
     Args:
+        name: whose figure it is (the A column).
         goal: the median must be ``>= goal`` (``higher_is_better``), else ``< goal``
             (``<= goal`` when ``inclusive``).
     """
@@ -272,7 +274,7 @@ def value_row(
         "bench": bench,
         "title": title,
         "unit": unit,
-        "a_name": "medvision",
+        "a_name": name,
         "b_name": "",
         "a": value,
         "b": None,

@@ -6,10 +6,13 @@
 
 Benchmarks: 1 segmentation training throughput, 2 classification training throughput,
 3 data wait per cache mode, 4 inference (time, peak memory), 5 CLI start-up, 6 DDP on CPU,
-7 bf16 vs fp32, 8 time to quality. Each compares both sides alternately (A B A B) with
-identical work and fixed threads, and reports medians and the ratio. 9 (medvision's planned
-default vs nnU-Net v2 at equal wall time) needs nnU-Net's separate venv and 20 minutes per
-dataset: it runs only when named (``--only 9``).
+7 bf16 vs fp32, 8 time to quality (the plain loop at its best learning rate); at real sizes
+(512x512x300 CT, issue #19): 10 read + preprocess vs nnU-Net v2 and MONAI, 11 training memory of
+DDP ranks and workers per cache mode and data wait per ``num_workers``, 12 predicting one CT
+within a memory budget. Each compares both sides alternately (A B A B) with identical work and
+fixed threads, and reports medians and the ratio. 9 (medvision's planned default vs nnU-Net v2
+at equal wall time) needs nnU-Net's separate venv and 20 minutes per dataset: it runs only when
+named (``--only 9``); 10 makes that venv on first use (``scripts/bench/nnunet_peer.py setup``).
 """
 
 from __future__ import annotations
@@ -40,12 +43,15 @@ BENCHMARKS: dict[str, str] = {
     "7": "precision",
     "8": "time_to_quality",
     "9": "nnunet_equal_time",
+    "10": "realsize_preprocess",
+    "11": "realsize_train",
+    "12": "large_predict",
 }
 #: run only when named in --only: they install and run a peer tool (scripts/bench/nnunet_peer.py)
 PEER_BENCHMARKS = ("9",)
 #: rounds per comparison where --repeats is not given (8 always runs one round)
 DEFAULT_REPEATS = {"full": 3, "tiny": 1}
-ROUNDS_CAP = {"8": 1, "3": 2, "4": 3, "6": 2, "7": 2}
+ROUNDS_CAP = {"1": 2, "2": 2, "8": 1, "3": 2, "4": 3, "6": 2, "7": 2, "10": 2, "11": 1, "12": 1}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
