@@ -66,14 +66,39 @@ def test_gpu_precision_from_the_command_line(precision: str, compose_run) -> Non
     assert "strategy" not in args  # one device: Lightning's default (single-device) strategy
 
 
+def _cpu_flags() -> set[str]:
+    """This CPU's feature flags as Linux reports them (independent of torch's own detection)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+#: the default CPU precision this machine must get: bf16 autocast where the cores have AMX bfloat16
+MACHINE_PRECISION = "bf16-mixed" if "amx_bf16" in _cpu_flags() else "32-true"
+
+
 def test_default_trainer_is_fp32_on_one_cpu(compose_run) -> None:
-    args = _trainer_args(compose_run())
+    # data without a default experiment of its own get the trainer preset as it is
+    args = _trainer_args(compose_run(["data=synthetic_seg2d"]))
     assert (args["accelerator"], args["devices"], args["precision"], args["sync_batchnorm"]) == (
         "cpu",
         1,
         "32-true",
         False,
     )
+
+
+def test_the_default_experiment_takes_the_machines_precision(compose_run) -> None:
+    # the MNI152 3D U-Net of `make train` (bare `medvision-train`): bf16 autocast where the CPU has AMX
+    # bfloat16, else fp32
+    for bare in ([], ["experiment=mni152_tissue"]):
+        assert _trainer_args(compose_run(bare))["precision"] == MACHINE_PRECISION, bare
+    # a GPU gets the GPU presets' mixed precision; a command-line choice always wins
+    for gpu in (["trainer.accelerator=gpu"], ["trainer=gpu"], ["trainer=ddp"]):
+        assert _trainer_args(compose_run(["experiment=mni152_tissue", *gpu]))["precision"] == "16-mixed", gpu
+    fixed = compose_run(["experiment=mni152_tissue", "trainer.precision=32-true"])
+    assert _trainer_args(fixed)["precision"] == "32-true"
 
 
 def test_misspelt_precision_is_a_config_error(compose_run) -> None:
@@ -88,7 +113,12 @@ def test_misspelt_precision_is_a_config_error(compose_run) -> None:
 def test_ddp_cpu_builds_a_two_process_gloo_trainer(sync_batchnorm: bool, compose_run) -> None:
     cfg = compose_run(["trainer=ddp_cpu", f"trainer.sync_batchnorm={str(sync_batchnorm).lower()}"])
     args = _trainer_args(cfg)
-    assert (args["accelerator"], args["devices"], args["strategy"], args["precision"]) == ("cpu", 2, "ddp", "32-true")
+    assert (args["accelerator"], args["devices"], args["strategy"], args["precision"]) == (
+        "cpu",
+        2,
+        "ddp",
+        MACHINE_PRECISION,  # the default experiment's
+    )
     # a real Trainer on this CPU: constructing it launches nothing (fit() would start rank 1)
     # (the process group it starts, gloo, is checked inside a real 2-process run by tests/test_ddp.py,
     # through torch.distributed)

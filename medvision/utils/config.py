@@ -17,6 +17,16 @@ CHECKPOINT_CONFIG_KEY = "medvision_config"
 # resolves the sweep dir of `-m` before hydra.runtime exists.
 if not OmegaConf.has_resolver("medvision.home"):
     OmegaConf.register_new_resolver("medvision.home", lambda: os.environ.get("MEDVISION_HOME") or os.getcwd())
+# ${medvision.precision:${trainer.accelerator}}: bf16-mixed on a CPU with bfloat16 matrix units, else
+# 32-true (medvision/utils/precision.py); torch is imported only when a run resolves it
+if not OmegaConf.has_resolver("medvision.precision"):
+
+    def _precision(accelerator: str = "cpu") -> str:
+        from medvision.utils.precision import default_precision
+
+        return default_precision(accelerator)
+
+    OmegaConf.register_new_resolver("medvision.precision", _precision)
 
 
 def config_dir() -> Path:
