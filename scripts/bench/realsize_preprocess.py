@@ -147,7 +147,7 @@ def run(ctx: harness.Context) -> list[dict[str, Any]]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--side", side, "--threads", str(ctx.threads)]
         return harness.run_json([*cmd, "--workdir", str(ctx.workdir), "--root", str(root)], env, 1800)
 
-    ours("medvision")  # plans the data once (cached in the workdir), untimed
+    _load_steps(ctx.workdir, root, "medvision")  # plans the data once (cached in the workdir), untimed
     sides = {"medvision": lambda i: ours("medvision"), "MONAI alone": lambda i: ours("monai")}
     if s["nnunet"]:
         python, raw, pre = nnunet_folders(ctx, root)

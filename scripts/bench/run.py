@@ -51,7 +51,7 @@ BENCHMARKS: dict[str, str] = {
 PEER_BENCHMARKS = ("9",)
 #: rounds per comparison where --repeats is not given (8 always runs one round)
 DEFAULT_REPEATS = {"full": 3, "tiny": 1}
-ROUNDS_CAP = {"1": 2, "2": 2, "8": 1, "3": 2, "4": 3, "6": 2, "7": 2, "10": 2, "11": 1, "12": 1}
+ROUNDS_CAP = {"1": 2, "2": 2, "8": 1, "3": 2, "4": 2, "6": 2, "7": 2, "10": 2, "11": 1, "12": 1}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

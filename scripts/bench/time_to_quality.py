@@ -9,7 +9,9 @@ validation Dice at the end of the budget is highest is its best (chosen on valid
 rate's figure reported). That run's Dice at its budget is the target and its first validation at
 or above it is the plain loop's time. medvision then trains with the default experiment as
 shipped (``medvision-train`` defaults) until its validation Dice first reaches that target (or
-the budget passes: then the goal is missed). Both validate on the same blocks every
+the budget passes: then the goal is missed), in the precision its CPU default resolves to on this
+machine (``bf16-mixed`` on a CPU with AMX, else ``32-true``: :mod:`medvision.utils.precision`; the
+row's note names it). Both validate on the same blocks every
 ``val_every`` steps; the clocks pause during validation, so the cadence costs neither side. One
 round (the plain runs alone take four budgets).
 """
@@ -108,11 +110,14 @@ def run(ctx: harness.Context) -> list[dict[str, Any]]:
         f"    medvision: {'reached' if reached else 'did not reach'} {target:.3f} "
         f"{f'at {mv_time:.0f} s' if reached else f'in {budget:.0f} s'} ({result['steps']} steps)"
     )
+    from medvision.utils.precision import default_precision
+
     by_rate = ", ".join(f"{lr:g}: {d:.3f}" for lr, d in finals.items())
     note = (
         f"plain: Adam at its best rate {best:g} of {by_rate} (validation Dice at the budget), DiceCE, "
         f"pos:neg 1:1 patches, no augmentation, fp32, {budget:.0f} s; medvision: the "
-        f"default experiment as shipped; validation every {val_every} steps on the val blocks, clocks exclude "
+        f"default experiment as shipped (trainer.precision resolved to {default_precision('cpu')} on this CPU); "
+        f"validation every {val_every} steps on the val blocks, clocks exclude "
         "validation; one round"
         + (
             ""
