@@ -131,26 +131,41 @@ def machine_facts(threads: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ measuring
 def alternate(
-    sides: dict[str, Callable[[int], dict[str, float]]], repeats: int, log: Callable[[str], None] = print
+    sides: dict[str, Callable[[int], dict[str, float]]],
+    repeats: int,
+    log: Callable[[str], None] = print,
+    rounds: dict[str, int] | None = None,
+    concurrent: int = 1,
 ) -> dict[str, list[dict[str, float]]]:
     """Run the sides in alternating rounds, each call getting its round number.
 
     Odd rounds run the sides in reverse order (A B, B A, A B, ...), so that neither side
     always runs first in a process (first runs pay one-time costs such as kernel caches).
 
+    Args:
+        rounds: sides that run fewer than ``repeats`` rounds (a reference only reported beside a row).
+        concurrent: calls of a round run this many at once. Only for figures that do not depend on
+            time or on what else runs (a fresh process's own peak memory), never for a clock.
+
     Returns:
         ``{side: [result of round 0, round 1, ...]}``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     out: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    rounds = rounds or {}
     for i in range(repeats):
         order = list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]
-        for name, fn in order:
-            result = fn(i)
-            log(
-                f"    {name} #{i}: "
-                + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float)))
-            )
-            out[name].append(result)
+        order = [(name, fn) for name, fn in order if i < rounds.get(name, repeats)]
+        with ThreadPoolExecutor(max(1, concurrent)) as pool:
+            futures = [(name, pool.submit(fn, i)) for name, fn in order]
+            for name, future in futures:
+                result = future.result()
+                log(
+                    f"    {name} #{i}: "
+                    + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float)))
+                )
+                out[name].append(result)
     return out
 
 

@@ -1,6 +1,6 @@
 """Benchmark data at real sizes, written as real NIfTI files (issue #19).
 
-    python scripts/bench/realsize_data.py OUT --kind ct --cases 40     # 512x512x300 CT, 0.8x0.8x1.5 mm
+    python scripts/bench/realsize_data.py OUT --kind ct --cases 40 --jobs 2   # 512x512x300 CT, 0.8x0.8x1.5 mm
     python scripts/bench/realsize_data.py OUT --kind mri --cases 10    # 256x256x180 MRI-like, 1 mm
 
 Each kind is an MSD folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``) that medvision
@@ -132,19 +132,26 @@ def _save(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write(
-    folder: Path,
-    kind: str = "ct",
-    cases: int = 2,
-    seed: int = 0,
-    log: Any = print,
-    shape: tuple[int, ...] | None = None,
-) -> Path:
-    """Write ``cases`` cases of ``kind`` into the MSD folder ``folder`` (cases already there are kept).
+#: the cases the real-size benchmarks (rows 10-12) share at full size: drawn once per work folder
+BENCH_CASES = 4
 
-    ``shape``: another array shape than the kind's real one (the benchmarks' CI smoke); a folder
-    written at one shape is not reused at another (name folders by shape).
-    """
+
+def _draw(folder: Path, kind: str, index: int, seed: int, shape: tuple[int, ...] | None) -> str:
+    """Draw case ``index`` and write its image and label into the MSD folder ``folder``."""
+    case = f"{kind}_{index:03d}"
+    image, label, affine = (ct_case if kind == "ct" else mri_case)(index, seed, shape)
+    _save(label, affine, folder / "labelsTr" / f"{case}.nii.gz")
+    _save(image, affine, folder / "imagesTr" / f"{case}.nii.gz")
+    return f"  wrote {case}.nii.gz {image.shape} {image.dtype}"
+
+
+def _case_files(folder: Path, kind: str, index: int) -> tuple[Path, Path]:
+    case = f"{kind}_{index:03d}.nii.gz"
+    return folder / "imagesTr" / case, folder / "labelsTr" / case
+
+
+def _prepare(folder: Path, kind: str) -> None:
+    """Make ``folder`` an MSD folder of ``kind``, refusing one that holds anything else."""
     if kind not in GEOMETRY:
         raise SystemExit(f"--kind must be one of {', '.join(GEOMETRY)}, got {kind!r}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -157,17 +164,14 @@ def write(
         raise SystemExit(f"{folder} holds another dataset ({manifest}); give an empty or new folder")
     (folder / "imagesTr").mkdir(exist_ok=True)
     (folder / "labelsTr").mkdir(exist_ok=True)
-    make = ct_case if kind == "ct" else mri_case
-    entries = []
-    for i in range(cases):
-        case = f"{kind}_{i:03d}"
-        image_path, label_path = folder / "imagesTr" / f"{case}.nii.gz", folder / "labelsTr" / f"{case}.nii.gz"
-        if not (image_path.is_file() and label_path.is_file()):
-            image, label, affine = make(i, seed, shape)
-            _save(label, affine, label_path)
-            _save(image, affine, image_path)
-            log(f"  wrote {image_path.name} {image.shape} {image.dtype}")
-        entries.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
+
+
+def _manifest(folder: Path, kind: str, cases: int) -> None:
+    """Write ``folder``'s ``dataset.json`` listing cases ``0 .. cases - 1`` (atomically)."""
+    entries = [
+        {"image": f"./imagesTr/{kind}_{i:03d}.nii.gz", "label": f"./labelsTr/{kind}_{i:03d}.nii.gz"}
+        for i in range(cases)
+    ]
     info = {
         "name": f"realsize_{kind}",
         "description": f"medvision benchmark data at real size ({kind}; scripts/bench/realsize_data.py)",
@@ -178,10 +182,76 @@ def write(
         "training": entries,
         "test": [],
     }
-    tmp = manifest.with_name(".dataset.json.tmp")
+    tmp = folder / ".dataset.json.tmp"
     tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, manifest)
+    os.replace(tmp, folder / "dataset.json")
+
+
+def write(
+    folder: Path,
+    kind: str = "ct",
+    cases: int = 2,
+    seed: int = 0,
+    log: Any = print,
+    shape: tuple[int, ...] | None = None,
+    jobs: int = 1,
+) -> Path:
+    """Write ``cases`` cases of ``kind`` into the MSD folder ``folder`` (cases already there are kept).
+
+    ``shape``: another array shape than the kind's real one (the benchmarks' CI smoke); a folder
+    written at one shape is not reused at another (name folders by shape). ``jobs``: processes
+    drawing the missing cases at once (each holds about 1.5 GB at the CT's real size).
+    """
+    _prepare(folder, kind)
+    missing = [i for i in range(cases) if not all(p.is_file() for p in _case_files(folder, kind, i))]
+    if jobs > 1 and len(missing) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawned, not forked: a fork of a process that has run torch's OpenMP threads can hang
+        with ProcessPoolExecutor(min(jobs, len(missing)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for line in pool.map(_draw, *zip(*[(folder, kind, i, seed, shape) for i in missing], strict=True)):
+                log(line)
+    else:
+        for i in missing:
+            log(_draw(folder, kind, i, seed, shape))
+    _manifest(folder, kind, cases)
     return folder
+
+
+def subset(source: Path, folder: Path, cases: int, kind: str = "ct") -> Path:
+    """The MSD folder ``folder`` of the first ``cases`` cases of ``source``, hard-linked (copied across
+    file systems), so that sets of several sizes share their files."""
+    import shutil
+
+    _prepare(folder, kind)
+    for i in range(cases):
+        for src, dst in zip(_case_files(source, kind, i), _case_files(folder, kind, i), strict=True):
+            if not dst.is_file():
+                tmp = dst.with_name(f".{dst.name}.tmp")
+                tmp.unlink(missing_ok=True)
+                try:
+                    os.link(src, tmp)
+                except OSError:
+                    shutil.copy2(src, tmp)
+                os.replace(tmp, dst)
+    _manifest(folder, kind, cases)
+    return folder
+
+
+def bench_set(workdir: Path, cases: int, shape: tuple[int, ...] | None = None, log: Any = print) -> Path:
+    """An MSD folder of the first ``cases`` CT cases the real-size benchmarks share.
+
+    At full size (``shape=None``) the first request draws :data:`BENCH_CASES` cases, two processes at
+    once (~15 s a case), into ``workdir/data/realsize_ct_pool_full``; every set is a hard-linked subset
+    of it, so that rows 10-12 draw the CT once. A ``shape`` (the CI smoke) draws just the cases asked
+    for, in this process.
+    """
+    name = "full" if shape is None else "x".join(map(str, shape))
+    pool = workdir / "data" / f"realsize_ct_pool_{name}"
+    drawn = max(cases, BENCH_CASES) if shape is None else cases
+    write(pool, "ct", cases=drawn, shape=shape, log=log, jobs=2 if shape is None else 1)
+    return pool if cases == drawn else subset(pool, workdir / "data" / f"realsize_ct_{cases}_{name}", cases)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,8 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kind", choices=sorted(GEOMETRY), default="ct")
     p.add_argument("--cases", type=int, default=2, help="number of cases")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="cases drawn at once, one process each (~1.5 GB each for CT)")
     args = p.parse_args(argv)
-    write(args.out, args.kind, args.cases, args.seed)
+    write(args.out, args.kind, args.cases, args.seed, jobs=args.jobs)
     print(f"{args.cases} {args.kind} cases in {args.out}")
 
 
