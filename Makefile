@@ -35,10 +35,11 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache --no-logo
 
 # the test files are spread over the cores (pytest-xdist; every test runs torch with one thread, and
-# a file's tests stay on one worker so its module fixtures run once); PYTEST_WORKERS=0 runs serially
+# a file's tests stay on one worker so its module fixtures run once; the longest files go out first:
+# tests/conftest.py HEAVY_FILES); PYTEST_WORKERS=0 runs serially
 PYTEST_WORKERS ?= auto
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench/run.py $(BENCH_ARGS)
