@@ -70,7 +70,7 @@ def _plan_rows(stdout: str) -> list[str]:
 def test_plan_command_writes_an_experiment_that_trains_unchanged(tmp_path: Path, ct_set) -> None:
     root, spacings = ct_set
     home = tmp_path / "home"
-    common = [f"data.root={root}", f"paths.root_dir={home}", "plan.time_budget=100s"]
+    common = [f"data.root={root}", f"paths.root_dir={home}", "plan.time_budget=60s"]
     target = tmp_path / "my_conf" / "experiment" / "tinyct.yaml"
     first = _run([str(BIN / "medvision-plan"), "data=msd", *common, "--write", str(target)], tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
