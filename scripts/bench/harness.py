@@ -157,15 +157,18 @@ def alternate(
     for i in range(repeats):
         order = list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]
         order = [(name, fn) for name, fn in order if i < rounds.get(name, repeats)]
-        with ThreadPoolExecutor(max(1, concurrent)) as pool:
-            futures = [(name, pool.submit(fn, i)) for name, fn in order]
-            for name, future in futures:
-                result = future.result()
-                log(
-                    f"    {name} #{i}: "
-                    + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float)))
-                )
-                out[name].append(result)
+        if concurrent > 1:  # fresh processes started from threads
+            with ThreadPoolExecutor(concurrent) as pool:
+                futures = [(name, pool.submit(fn, i)) for name, fn in order]
+                results = [(name, future.result()) for name, future in futures]
+        else:  # in this thread: an in-process side keeps the main thread's torch settings and signal handlers
+            results = [(name, fn(i)) for name, fn in order]
+        for name, result in results:
+            log(
+                f"    {name} #{i}: "
+                + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float)))
+            )
+            out[name].append(result)
     return out
 
 
