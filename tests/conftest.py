@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,78 @@ def script_env(home: Path) -> dict[str, str]:
     return env
 
 
+#: the fork server of this test process (:mod:`cli_server`): started on the first console-script run
+_SERVER: dict[str, Any] = {}
+_SERVER_LOCK = threading.Lock()
+
+
+def _fork_server() -> str | None:
+    """The socket of this process's console-script fork server (``None``: ``MEDVISION_TEST_FORK=0``)."""
+    if os.environ.get("MEDVISION_TEST_FORK", "1") == "0":
+        return None
+    with _SERVER_LOCK:
+        if "socket" not in _SERVER:
+            _SERVER["socket"] = _start_fork_server()
+    return _SERVER["socket"]
+
+
+def _start_fork_server() -> str:
+    """Start :mod:`cli_server` on a new socket; it is stopped when this process exits."""
+    import atexit
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="medvision-cli-"))
+    path = str(folder / "server.sock")
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("cli_server.py")), path],
+        env=script_env(folder),
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    ready = proc.stdout.readline() if proc.stdout else ""
+    assert ready.strip() == "ready", f"the console-script fork server did not start: {ready}"
+
+    def stop() -> None:
+        Path(path).unlink(missing_ok=True)
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    atexit.register(stop)
+    return path
+
+
+def _forked_run(
+    server: str, exe: Path, script: str, args: Sequence[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """One console script run by the fork server; what :func:`subprocess.run` would return."""
+    import json
+    import signal
+    import socket
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="cli-", suffix=".out", delete=False) as out:
+        out_path = Path(out.name)
+    request = {"script": script, "exe": str(exe), "args": list(args), "cwd": str(cwd), "env": env, "out": str(out_path)}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(server)
+            conn.sendall((json.dumps(request) + "\n").encode())
+            conn.settimeout(timeout)
+            with conn.makefile("r") as replies:
+                pid = json.loads(replies.readline())["pid"]
+                try:
+                    line = replies.readline()
+                except TimeoutError:
+                    os.killpg(pid, signal.SIGKILL)
+                    raise subprocess.TimeoutExpired([str(exe), *args], timeout, out_path.read_text()) from None
+        code = json.loads(line)["code"] if line else -signal.SIGKILL  # no answer: the child was killed
+        return subprocess.CompletedProcess([str(exe), *args], code, out_path.read_text(errors="replace"))
+    finally:
+        out_path.unlink(missing_ok=True)
+
+
 def run_cli(
     script: str,
     args: Sequence[str],
@@ -174,8 +247,13 @@ def run_cli(
     home: Path | None = None,
     timeout: float = 300,
     env: dict[str, str] | None = None,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run a console script (``medvision-train``, ``medvision-eval``) of this environment.
+
+    The script runs in a process of its own, forked by this test process's fork server
+    (``tests/cli_server.py``: torch, Lightning and MONAI imported once, not once per script);
+    ``fresh=True`` or ``MEDVISION_TEST_FORK=0`` starts the console script file itself, imports and all.
 
     Args:
         script: the console script's name.
@@ -184,16 +262,21 @@ def run_cli(
         home: ``MEDVISION_HOME`` (default: ``cwd``).
         timeout: seconds before the process is killed (the test then fails).
         env: variables set on top of :func:`script_env`'s.
+        fresh: a new interpreter (for what a start prints, which a forked child does not repeat).
 
     Returns:
         The finished process; ``stdout`` holds stdout and stderr together.
     """
     exe = BIN / script
     assert exe.is_file(), f"console script {script} is not installed next to {sys.executable}"
+    full_env = {**script_env(home or cwd), **(env or {})}
+    server = None if fresh else _fork_server()
+    if server is not None:
+        return _forked_run(server, exe, script, args, cwd, full_env, timeout)
     return subprocess.run(
         [str(exe), *args],
         cwd=cwd,
-        env={**script_env(home or cwd), **(env or {})},
+        env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -64,16 +64,8 @@ def auto_run(medvision_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "fold1_finished": (out / "cv" / "fold_1" / "metrics.json").is_file(),
         "report": (out / "auto_report.json").is_file(),
     }
-    res = subprocess.run(
-        _command(medvision_home, out),
-        cwd=work,
-        env=script_env(medvision_home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    command = _command(medvision_home, out)
+    res = run_cli(Path(command[0]).name, command[1:], work, home=medvision_home, timeout=900)
     return {"out": out, "killed": killed_state, "rerun": res, "home": medvision_home}
 
 

@@ -166,7 +166,10 @@ def test_a_run_prints_no_import_chatter_of_other_libraries(tmp_path: Path) -> No
     "setup plugin alembic...." INFO lines at every start, and Lightning 2.6 advertises its
     cloud logger at every Trainer; medvision's and Lightning's own messages must still be there."""
     proc = run_cli(
-        "medvision-train", [*TINY_2D, "debug=fast_dev_run", "print_config=false", "test=false"], cwd=tmp_path
+        "medvision-train",
+        [*TINY_2D, "debug=fast_dev_run", "print_config=false", "test=false"],
+        cwd=tmp_path,
+        fresh=True,  # a new interpreter: what the imports print is the point
     )
     assert proc.returncode == 0, proc.stdout[-1500:]
     noise = [line for line in proc.stdout.splitlines() if "alembic" in line or "litlogger" in line]
@@ -175,3 +178,14 @@ def test_a_run_prints_no_import_chatter_of_other_libraries(tmp_path: Path) -> No
     assert "[lightning.pytorch.utilities.rank_zero][INFO] - GPU available" in proc.stdout, proc.stdout[
         -1500:
     ]  # Lightning's
+
+
+def test_a_forked_console_script_prints_and_exits_as_a_fresh_one(tmp_path: Path) -> None:
+    """The tests run console scripts through a fork server (``tests/cli_server.py``, imports done once):
+    a mistake on the command line must read the same and end with the same code both ways."""
+    args = ["data.batch_size=abc", "print_config=false"]
+    forked = run_cli("medvision-train", args, cwd=tmp_path)
+    fresh = run_cli("medvision-train", args, cwd=tmp_path, fresh=True)
+    assert forked.returncode == fresh.returncode == 2, (forked.stdout[-1500:], fresh.stdout[-1500:])
+    assert "data.batch_size='abc'" in fresh.stdout, fresh.stdout[-1500:]
+    assert forked.stdout.strip().splitlines() == fresh.stdout.strip().splitlines()

@@ -7,7 +7,6 @@ arrays. Bad choices are tried through the real console script.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from hydra.utils import instantiate
 from monai.data import CacheDataset, Dataset, PersistentDataset, ThreadDataLoader
 
-from conftest import BIN, TINY_2D, script_env
+from conftest import TINY_2D, run_cli
 from medmnist_files import write_medmnist
 from medvision.data.base import MedvisionDataModule
 from medvision.data.datamodule import VolumeDataModule
@@ -133,36 +132,21 @@ def test_a_bad_choice_ends_in_one_line_naming_the_key_and_the_choices(
 
     Config validation rejects the value before anything is built: no data file is needed.
     """
-    proc = subprocess.run(
-        [str(BIN / "medvision-train"), *overrides],
-        cwd=tmp_path,
-        env=script_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("medvision error:")]
-    assert len(errors) == 1, proc.stderr
+    proc = run_cli("medvision-train", overrides, cwd=tmp_path)  # stdout holds both streams
+    assert proc.returncode == 2, proc.stdout
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("medvision error:")]
+    assert len(errors) == 1, proc.stdout
     assert key in errors[0] and all(repr(c) in errors[0] for c in choices), errors[0]
     for text in ("InstantiationException", "Traceback", "Error in call to target"):
-        assert text not in proc.stderr and text not in proc.stdout, proc.stderr
+        assert text not in proc.stdout, proc.stdout
 
 
 def test_a_mistake_found_inside_a_constructor_also_ends_in_one_line(tmp_path: Path) -> None:
     """Checks that compare two keys run in a constructor (under Hydra's instantiate); they end the same way."""
-    proc = subprocess.run(
-        [str(BIN / "medvision-train"), "experiment=medmnist/resnet18_3d", "data.size=128", "print_config=false"],
-        cwd=tmp_path,
-        env=script_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("medvision error:")]
-    assert len(errors) == 1 and "128" in errors[0] and "[28, 64]" in errors[0], proc.stderr
+    args = ["experiment=medmnist/resnet18_3d", "data.size=128", "print_config=false"]
+    proc = run_cli("medvision-train", args, cwd=tmp_path)  # stdout holds both streams
+    assert proc.returncode == 2, proc.stdout
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("medvision error:")]
+    assert len(errors) == 1 and "128" in errors[0] and "[28, 64]" in errors[0], proc.stdout
     for text in ("InstantiationException", "Traceback", "Error in call to target"):
-        assert text not in proc.stderr and text not in proc.stdout, proc.stderr
+        assert text not in proc.stdout, proc.stdout

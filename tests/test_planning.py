@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import BIN, script_env
+from conftest import BIN, run_cli
 
 CASES = 6
 
@@ -60,7 +60,8 @@ def ct_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[fl
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, env=script_env(cwd / "home"), capture_output=True, text=True, timeout=900)
+    """A console script (``args[0]``, its path) with the folder's ``home``; ``stdout`` has both streams."""
+    return run_cli(Path(args[0]).name, args[1:], cwd, home=cwd / "home", timeout=900)
 
 
 def _plan_rows(stdout: str) -> list[str]:
@@ -73,7 +74,7 @@ def test_plan_command_writes_an_experiment_that_trains_unchanged(tmp_path: Path,
     common = [f"data.root={root}", f"paths.root_dir={home}", "plan.time_budget=60s"]
     target = tmp_path / "my_conf" / "experiment" / "tinyct.yaml"
     first = _run([str(BIN / "medvision-plan"), "data=msd", *common, "--write", str(target)], tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 0, first.stdout[-3000:]
     out = first.stdout
     for choice in ("target spacing", "normalisation", "patch", "network", "schedule"):
         assert choice in out
@@ -83,7 +84,7 @@ def test_plan_command_writes_an_experiment_that_trains_unchanged(tmp_path: Path,
 
     # the same plan again, from the cache (fingerprint and measured step time)
     again = _run([str(BIN / "medvision-plan"), "data=msd", *common], tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 0, again.stdout[-3000:]
     assert _plan_rows(again.stdout) == _plan_rows(out)
 
     written = yaml.safe_load(target.read_text())
@@ -108,7 +109,7 @@ def test_plan_command_writes_an_experiment_that_trains_unchanged(tmp_path: Path,
         ],
         tmp_path,
     )
-    assert train.returncode == 0, train.stderr[-3000:]
+    assert train.returncode == 0, train.stdout[-3000:]
     resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
     assert resolved["data"]["transforms"]["pixdim"] == pixdim
     assert resolved["data"]["patch_size"] == values["data.patch_size"]
@@ -139,7 +140,7 @@ def test_keys_set_on_the_command_line_are_not_planned(tmp_path: Path, ct_set) ->
         ],
         tmp_path,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:]
     values = yaml.safe_load(target.read_text())["plan"]["values"]
     assert values["data.patch_size"] == [24, 24, 8]
     assert values["model.net"]["_target_"] == "monai.networks.nets.SegResNet"
@@ -148,7 +149,7 @@ def test_keys_set_on_the_command_line_are_not_planned(tmp_path: Path, ct_set) ->
         [str(BIN / "medvision-plan"), "data=msd", f"data.root={root}", "--write", str(target)],
         tmp_path,
     )
-    assert refused.returncode == 2 and "is not overwritten" in refused.stderr
+    assert refused.returncode == 2 and "is not overwritten" in refused.stdout
 
 
 def test_a_time_budget_that_is_no_duration_is_named(tmp_path: Path, ct_set) -> None:
@@ -164,7 +165,7 @@ def test_a_time_budget_that_is_no_duration_is_named(tmp_path: Path, ct_set) -> N
         tmp_path,
     )
     assert done.returncode == 2
-    assert "plan.time_budget='tenminutes'" in done.stderr and "10min" in done.stderr
+    assert "plan.time_budget='tenminutes'" in done.stdout and "10min" in done.stdout
 
 
 def test_the_ct_scheme_is_clip_then_zscore() -> None:
