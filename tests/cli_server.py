@@ -7,9 +7,10 @@ once (``PRELOAD``), then forks one child per request. The child is a fresh proce
 script's point of view: its own working folder, environment, ``sys.argv`` (the console script's
 path first, as the script's own process would have it), standard output and error (a file), its
 own process group, and the exit code the console script's wrapper would give (``sys.exit(main())``,
-then the interpreter's exit: threads, ``atexit`` functions). What it does not see again is the import of the preloaded
-libraries; the tests about what a start prints (``tests/test_cli.py``) run real processes
-(``run_cli(..., fresh=True)``), and one test checks a forked and a fresh run print the same.
+then the interpreter's exit: threads, ``atexit`` functions). What it does not see again is the
+import of the preloaded libraries; the tests about what a start prints (``tests/test_cli.py``)
+run new interpreters (``run_cli(..., fresh=True)``), and one test checks that a forked and a
+fresh run print the same.
 
 Protocol (one Unix-socket connection per run): the client sends one JSON line ``{"script",
 "args", "cwd", "env", "out"}``; the child answers ``{"pid": ...}`` and, at its end,
