@@ -129,3 +129,34 @@ def test_the_decoded_index_is_cached(datamodule: DicomModalityDataModule) -> Non
     assert [f.id for f in again.splits["test"]] == [f.id for f in datamodule.splits["test"]]
     assert np.array_equal(again.arrays["train"][0], datamodule.arrays["train"][0])
     assert len(list(Path(datamodule.index_cache_dir).glob("dicom_modality_*.npz"))) == 1
+
+
+def test_a_threaded_audit_of_dicom_files_leaves_pydicoms_reading_mode_as_it_was(tmp_path: Path) -> None:
+    """MONAI's PydicomReader enters pydicom's process-wide strict reading for every file; reads in
+    several threads once left it on for good, and a later file with one invalid value (pydicom-data's
+    bad_sequence.dcm: a hex SOP Instance UID) then failed to index."""
+    import shutil
+
+    from pydicom import config, dcmread
+
+    from medvision.data.audit import audit
+
+    tests = source_dir("pydicom")
+    records = []
+    for i in range(16):
+        name = ("CT_small.dcm", "MR_small.dcm")[i % 2]
+        copy = tmp_path / f"case{i:02d}.dcm"
+        shutil.copyfile(tests / name, copy)
+        # the image read again as its "label": the audit then reads 32 DICOM files per round
+        records.append({"image": str(copy), "label": str(copy), "id": f"case{i:02d}", "subject": f"s{i:02d}"})
+    before = config.settings.reading_validation_mode
+    try:
+        for _ in range(5):
+            report = audit(records, None, num_threads=4)
+            assert report.files_read == 2 * len(records)
+            assert config.settings.reading_validation_mode == before == config.WARN
+        with pytest.warns(UserWarning, match="Invalid value for VR UI"):
+            uid = dcmread(source_dir("pydicom_data") / "bad_sequence.dcm").SOPInstanceUID
+        assert len(uid) == 64
+    finally:
+        config.settings._reading_validation_mode = None

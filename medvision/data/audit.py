@@ -56,6 +56,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from medvision.data import dicom_threads
 from medvision.data.records import Record, default_label_names, record_files
 from medvision.utils.errors import MedvisionError
 
@@ -387,6 +388,7 @@ def _summaries(
         else:
             todo.append((path, role, _SummaryCache._fingerprint(path)))
     if todo:
+        dicom_threads.install()
         with ThreadPoolExecutor(max_workers=max(1, min(num_threads, len(todo)))) as pool:
             results = list(pool.map(lambda t: summarize_file(t[0], t[1]), todo))
         for (path, role, fingerprint), summary in zip(todo, results, strict=True):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import lightning.pytorch as pl
 
+from medvision.data import dicom_threads
 from medvision.data.loaders import LoaderKind, check_loader, make_loader
 from medvision.data.sampling import EpochSampler, SeededDataset, eval_sampler, resumed_batches
 from medvision.data.splits import SPLITS
@@ -213,6 +214,7 @@ class MedvisionDataModule(pl.LightningDataModule):
         """
         from monai.data import CacheDataset, Dataset, PersistentDataset
 
+        dicom_threads.install()  # CacheDataset and ThreadDataLoader read in threads
         if self.cache == "preprocessed":
             from medvision.data.preprocessed import PreprocessedDataset
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from medvision.data import dicom_threads
 from medvision.data.records import Record
 
 #: bump when a case summary changes: older cache entries are then ignored
@@ -310,6 +311,7 @@ def fingerprint(
         return out
 
     if todo:
+        dicom_threads.install()
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             jobs = pool.map(work, todo)
             if progress:
